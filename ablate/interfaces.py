@@ -1,0 +1,189 @@
+"""Interfaces every registered component implements: small bases with optional hooks.
+
+The trainer calls the hooks on every `Component` in the model, never naming one:
+`extra_losses()` after each forward, `after_optimizer_step()` once per optimizer step and
+`metrics()` when it logs. Shapes: B batch, T time, D model width, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a model component is built with besides its own config.
+
+    Attributes:
+        model: the resolved `ModelConfig` (width, heads, max length...).
+        layer_idx: index of the block the component sits in (-1 outside the trunk).
+        make_block: builds one more Transformer block from the same registries (for MTP).
+    """
+
+    model: Any
+    layer_idx: int = 0
+    make_block: Callable[[int], nn.Module] | None = None
+
+
+class Component(nn.Module):
+    """Base of every model component; hooks default to doing nothing."""
+
+    Config: ClassVar[type]
+    registry_group: ClassVar[str]
+    registry_name: ClassVar[str]
+    # How `metrics()` values combine across modules: "mean" (default) or "sum".
+    metric_reduce: ClassVar[dict[str, str]] = {}
+
+    def extra_losses(self) -> dict[str, torch.Tensor]:
+        """Loss terms to add to the objective (already weighted), logged under their keys.
+
+        Called once after every forward in training; return terms of that forward only.
+        """
+        return {}
+
+    def after_optimizer_step(self) -> None:
+        """Called once after each optimizer step (e.g. a routing-bias update)."""
+
+    def metrics(self) -> dict[str, float]:
+        """Logging-only numbers (loads, cache sizes); may reset internal counters."""
+        return {}
+
+
+class Attention(Component):
+    """Causal self-attention: (B, T, D) -> (B, T, D).
+
+    `cache` is the dict returned by `new_cache`; with it, `x_BTD` holds the tokens at
+    positions `start_pos .. start_pos+T-1` and their keys/values are written into the cache.
+    """
+
+    @abstractmethod
+    def forward(self, x_BTD: torch.Tensor, *, start_pos: int = 0,
+                cache: dict[str, torch.Tensor] | None = None) -> torch.Tensor: ...
+
+    @abstractmethod
+    def new_cache(self, batch_size: int, max_len: int, dtype: torch.dtype,
+                  device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+        """Allocate this layer's KV cache for `max_len` positions."""
+
+    def kv_cache_bytes_per_token(self, dtype: torch.dtype) -> int:
+        """Bytes one token occupies in this layer's cache, from the real buffers' shapes."""
+        cache = self.new_cache(1, 1, dtype, "meta")
+        return sum(t.numel() * t.element_size() for t in cache.values())
+
+
+class FFN(Component):
+    """Position-wise feed-forward: (B, T, D) -> (B, T, D)."""
+
+    @abstractmethod
+    def forward(self, x_BTD: torch.Tensor) -> torch.Tensor: ...
+
+
+class Norm(Component):
+    """Normalization over the last dimension."""
+
+    @abstractmethod
+    def forward(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+class Router(Component):
+    """MoE gate: tokens (N, D) -> (weights (N, K), expert ids (N, K))."""
+
+    @abstractmethod
+    def forward(self, x_ND: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+class MTP(Component):
+    """Multi-token prediction heads, called on the trunk's output in training."""
+
+    @abstractmethod
+    def forward(self, h_BTD: torch.Tensor, idx_BT: torch.Tensor, targets_BT: torch.Tensor,
+                embed: nn.Module, head: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Compute the MTP losses for this batch; `extra_losses()` returns them."""
+
+
+class Precision(ABC):
+    """Numeric precision as a transform of a built model plus a forward context."""
+
+    Config: ClassVar[type]
+    registry_group: ClassVar[str]
+    registry_name: ClassVar[str]
+
+    def __init__(self, cfg: Any, device: torch.device) -> None:
+        self.cfg, self.device = cfg, device
+
+    @abstractmethod
+    def apply(self, model: nn.Module) -> nn.Module:
+        """Transform the model in place (e.g. swap Linears) and return it."""
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Context the forward pass runs under."""
+        return contextlib.nullcontext()
+
+    def optimizer_kwargs(self) -> dict[str, Any]:
+        """Extra settings for the optimizer (e.g. the dtype of Adam's moments)."""
+        return {}
+
+    def summary(self) -> dict[str, Any]:
+        """Facts to record in the trial summary (backend that ran, error statistics)."""
+        return {}
+
+
+class Dataset(ABC):
+    """A text corpus."""
+
+    Config: ClassVar[type]
+    registry_group: ClassVar[str]
+    registry_name: ClassVar[str]
+
+    def __init__(self, cfg: Any) -> None:
+        self.cfg = cfg
+
+    @abstractmethod
+    def load_text(self) -> str:
+        """The whole corpus as one string (deterministic)."""
+
+    def describe(self) -> dict[str, Any]:
+        """Provenance to record (source path, fingerprint)."""
+        return {}
+
+
+class Tokenizer(ABC):
+    """Text <-> token ids; `fit` sees the whole corpus first."""
+
+    Config: ClassVar[type]
+    registry_group: ClassVar[str]
+    registry_name: ClassVar[str]
+
+    def __init__(self, cfg: Any) -> None:
+        self.cfg = cfg
+
+    def fit(self, text: str) -> None:
+        """Build the vocabulary from the corpus (no-op for fixed vocabularies)."""
+
+    @property
+    @abstractmethod
+    def vocab_size(self) -> int: ...
+
+    @abstractmethod
+    def encode(self, text: str) -> list[int]: ...
+
+    @abstractmethod
+    def decode(self, ids: list[int]) -> str: ...
+
+
+BASES: dict[str, type] = {
+    "attention": Attention, "ffn": FFN, "norm": Norm, "router": Router, "mtp": MTP,
+    "precision": Precision, "dataset": Dataset, "tokenizer": Tokenizer,
+}
+
+
+def components(model: nn.Module) -> Iterator[Component]:
+    """Every hook-carrying component in a model, in module order."""
+    return (m for m in model.modules() if isinstance(m, Component))

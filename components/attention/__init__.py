@@ -1,0 +1,1 @@
+"""Registered attention components, one per file."""

@@ -1,0 +1,1 @@
+"""Registered dataset components, one per file."""

@@ -1,0 +1,1 @@
+"""Registered ffn components, one per file."""

@@ -1,0 +1,1 @@
+"""Registered mtp components, one per file."""

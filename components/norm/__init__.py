@@ -1,0 +1,1 @@
+"""Registered norm components, one per file."""

@@ -1,0 +1,1 @@
+"""Registered precision components, one per file."""

@@ -1,0 +1,1 @@
+"""Registered router components, one per file."""

@@ -1,0 +1,1 @@
+"""Registered tokenizer components, one per file."""

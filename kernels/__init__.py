@@ -1,0 +1,1 @@
+"""Triton kernels, each file: kernel(s) + checked launcher + plain-PyTorch reference."""
