@@ -52,7 +52,17 @@ class Component(nn.Module):
         """Called once after each optimizer step (e.g. a routing-bias update)."""
 
     def metrics(self) -> dict[str, float]:
-        """Logging-only numbers (loads, cache sizes); may reset internal counters."""
+        """Logging-only numbers (loads, cache sizes); may reset internal counters.
+
+        The trainer calls it at every train log step (model in train mode) and once after
+        each evaluation pass (model in eval mode; keys are logged with a `val_` prefix), so
+        a component that counts per mode keeps separate counters for `self.training`.
+        """
+        return {}
+
+    def final_metrics(self, model: nn.Module, corpus: Any) -> dict[str, float]:
+        """Once after training (eval mode, no grad): costlier measurements such as decode
+        speed or speculative acceptance. `corpus` is the trial's `ablate.data.Corpus`."""
         return {}
 
 
@@ -126,9 +136,9 @@ class Precision(ABC):
         """Context the forward pass runs under."""
         return contextlib.nullcontext()
 
-    def optimizer_kwargs(self) -> dict[str, Any]:
-        """Extra settings for the optimizer (e.g. the dtype of Adam's moments)."""
-        return {}
+    def build_optimizer(self, param_groups: list[dict], **adamw: Any) -> torch.optim.Optimizer:
+        """The optimizer over the (transformed) model; AdamW with fp32 state by default."""
+        return torch.optim.AdamW(param_groups, **adamw)
 
     def summary(self) -> dict[str, Any]:
         """Facts to record in the trial summary (backend that ran, error statistics)."""

@@ -144,8 +144,8 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = True,
     random.seed(tc.seed)
     corpus, model, precision = build(cfg, device)
     comps = list(components(model))
-    opt = torch.optim.AdamW(_param_groups(model, tc.weight_decay), lr=tc.lr,
-                            betas=(tc.beta1, tc.beta2), **precision.optimizer_kwargs())
+    opt = precision.build_optimizer(_param_groups(model, tc.weight_decay), lr=tc.lr,
+                                    betas=(tc.beta1, tc.beta2))
     (out / "config.yaml").write_text(to_yaml(cfg))
     start = 0
     ckpt_path = out / CHECKPOINT
@@ -226,6 +226,7 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = True,
             log_f.close()
             return {"status": "stopped", "steps": step}
     log_f.close()
+    final = _final_metrics(model, comps, corpus) if status == "done" else {}
     summary = {
         "status": status, "reason": reason, "steps": step, "seed": tc.seed,
         "config_hash": config_hash(cfg), "train_loss": loss_val,
@@ -235,7 +236,7 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = True,
             model.num_params(non_embedding=True),
         "peak_mem_mb": _peak_mem_mb(device), "wall_s": time.perf_counter() - t_start,
         "resumed_from": start, "device": str(device), "vocab_size": model.cfg.vocab_size,
-        "metrics": {**collect_metrics(model), **last_eval},
+        "metrics": {**collect_metrics(model), **last_eval, **final},
         "precision": precision.summary(), "data": corpus.info,
         **{k: v for k, v in repro.git_info().items() if k != "git_diff"},
         "versions": repro.versions(), "hardware": repro.hardware(),
@@ -246,6 +247,16 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = True,
     for cb in callbacks:
         cb(summary)
     return summary
+
+
+@torch.no_grad()
+def _final_metrics(model, comps, corpus) -> dict[str, float]:
+    model.eval()
+    out: dict[str, float] = {}
+    for c in comps:
+        out.update(c.final_metrics(model, corpus))
+    model.train()
+    return out
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
