@@ -252,7 +252,8 @@ def _build_slot(group: str, data: Any, key: str, layers: Layers, default: Any) -
     if isinstance(data, str):  # shorthand `attention: mla`
         data = {"name": data}
     if not isinstance(data, dict):
-        raise ConfigError(layers.source_of(key), key, f"expected a mapping with `name`, got {data!r}")
+        raise ConfigError(layers.source_of(key), key,
+                          f"expected a mapping with `name`, got {data!r}")
     data = dict(data)
     name = data.pop("name", registry.name_of(default)[1])
     try:
@@ -275,7 +276,8 @@ def build_dataclass(cls: type, data: dict, prefix: str, layers: Layers) -> Any:
     for k, v in data.items():
         key = f"{prefix}.{k}" if prefix else str(k)
         if k not in fields:
-            where = f" for {'/'.join(registry.name_of_class(cls))}" if registry.is_config(cls) else ""
+            owner = registry.name_of_class(cls) if registry.is_config(cls) else ()
+            where = f" for {'/'.join(owner)}" if owner else ""
             raise ConfigError(layers.source_of(key), key, f"unknown key{where}",
                               difflib.get_close_matches(str(k), list(fields)))
         f = fields[k]

@@ -114,8 +114,12 @@ class MTP(Component):
 
     @abstractmethod
     def forward(self, h_BTD: torch.Tensor, idx_BT: torch.Tensor, targets_BT: torch.Tensor,
-                embed: nn.Module, head: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        """Compute the MTP losses for this batch; `extra_losses()` returns them."""
+                model: nn.Module) -> None:
+        """Compute the MTP losses for this batch; `extra_losses()` returns them.
+
+        `h_BTD` is the trunk output before the final norm; `model` is the Transformer (its
+        `tok_emb`, `final_norm` and `head` are the shared embedding, norm and head).
+        """
 
 
 class Precision(ABC):

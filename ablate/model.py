@@ -78,7 +78,7 @@ class Transformer(nn.Module):
             return logits_BTV, None
         loss = F.cross_entropy(logits_BTV.flatten(0, 1).float(), targets_BT.flatten())
         if self.training:
-            self.mtp(h_BTD, idx_BT, targets_BT, self.tok_emb, self.logits)
+            self.mtp(h_BTD, idx_BT, targets_BT, self)
         return logits_BTV, loss
 
     def new_caches(self, batch_size: int, max_len: int, dtype: torch.dtype = torch.float32,

@@ -17,5 +17,5 @@ class NoMTP(MTP):
     def __init__(self, cfg: Config, ctx: BuildContext) -> None:
         super().__init__()
 
-    def forward(self, h_BTD, idx_BT, targets_BT, embed, head) -> None:
+    def forward(self, h_BTD, idx_BT, targets_BT, model) -> None:
         return None
