@@ -1,0 +1,26 @@
+"""Shared fixtures: tiny configs that build and train in a fraction of a second."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from ablate.config import ModelConfig
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+
+TINY_MODEL = dict(vocab_size=37, dim=64, num_layers=2, num_heads=4, max_seq_len=32)
+
+
+def tiny_model_config(**changes) -> ModelConfig:
+    return dataclasses.replace(ModelConfig(**TINY_MODEL), **changes)
+
+
+@pytest.fixture(autouse=True)
+def _deterministic():
+    torch.manual_seed(0)
+    yield
