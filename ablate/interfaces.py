@@ -87,6 +87,24 @@ class Attention(Component):
         cache = self.new_cache(1, 1, dtype, "meta")
         return sum(t.numel() * t.element_size() for t in cache.values())
 
+    # Whole-model KV-cache sizes: summed over layers; the `_per_layer` key is averaged.
+    metric_reduce: ClassVar[dict[str, str]] = {
+        "kv_cache_bytes_per_token": "sum", "kv_cache_elems_per_token": "sum",
+        "kv_cache_bf16_bytes_per_token": "sum"}
+
+    def cache_dtype(self) -> torch.dtype:
+        """The dtype this layer's cache is kept in: that of its floating-point weights."""
+        return next((p.dtype for p in self.parameters() if p.is_floating_point()),
+                    torch.float32)
+
+    def metrics(self) -> dict[str, float]:
+        """KV-cache size per token from the real cache buffers, at the run's dtype and BF16."""
+        per_layer = self.kv_cache_bytes_per_token(self.cache_dtype())
+        elems = sum(t.numel() for t in self.new_cache(1, 1, torch.float32, "meta").values())
+        return {"kv_cache_bytes_per_token_per_layer": per_layer,
+                "kv_cache_bytes_per_token": per_layer, "kv_cache_elems_per_token": elems,
+                "kv_cache_bf16_bytes_per_token": self.kv_cache_bytes_per_token(torch.bfloat16)}
+
 
 class FFN(Component):
     """Position-wise feed-forward: (B, T, D) -> (B, T, D)."""
