@@ -1,0 +1,149 @@
+"""DeepSeekMoE feed-forward: fused shared experts plus fine-grained routed SwiGLU experts
+(DeepSeek-V3, arXiv 2412.19437 eq. 12-16; DeepSeekMoE, arXiv 2401.06066).
+
+Shapes: B batch, T time, D width, N = B*T tokens, E routed experts, K experts per token,
+A = N*K token-expert assignments, F expert hidden width, I/O a matmul's in/out widths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ablate import registry
+from ablate.balance import check_routing, expert_counts, maxvio, relative_load, sequence_counts
+from ablate.config import slot
+from ablate.interfaces import FFN, BuildContext
+from ablate.registry import register
+from components.ffn.dense import SwiGLU, swiglu_width
+
+TRAIN, EVAL = 0, 1  # rows of the per-mode counters
+
+
+def grouped_linear(x_AI: torch.Tensor, w_EOI: torch.Tensor, ends_E: torch.Tensor) -> torch.Tensor:
+    """Rows `ends[e-1]:ends[e]` of x times w[e]^T, for every expert e at once: (A, O).
+
+    One grouped GEMM (`F.grouped_mm`) on CPU and for bf16 on CUDA; other CUDA dtypes, which
+    the grouped kernel rejects, take a per-expert loop (still vectorized over tokens).
+    """
+    w_EOI = w_EOI.to(x_AI.dtype)
+    if x_AI.device.type == "cpu" or x_AI.dtype == torch.bfloat16:
+        return F.grouped_mm(x_AI, w_EOI.transpose(-2, -1), offs=ends_E.to(torch.int32))
+    starts = [0, *ends_E[:-1].tolist()]
+    return torch.cat([x_AI[s:e] @ w_EOI[i].T for i, (s, e) in enumerate(
+        zip(starts, ends_E.tolist(), strict=True))])
+
+
+@register("ffn", "moe")
+class MoE(FFN):
+    @dataclass(frozen=True, kw_only=True)
+    class Config:
+        num_routed_experts: int = 8  # E: fine-grained routed experts per MoE layer
+        num_shared_experts: int = 1  # always-on experts, fused into one SwiGLU of N_s * F
+        topk: int = 2  # K: routed experts per token
+        expert_dim: int = 0  # F: each expert's hidden width; 0 = dense width // (N_s + K)
+        first_k_dense: int = 0  # leading layers that use a dense SwiGLU instead (V3: 3)
+        dense_hidden_dim: int = 0  # those layers' width; 0 = 8/3 * model.dim rounded up to 32
+        router: Any = slot("router", "sigmoid_bias")  # gate choosing K of E experts per token
+
+        def check(self, root) -> None:
+            for key in ("num_shared_experts", "expert_dim", "first_k_dense", "dense_hidden_dim"):
+                if getattr(self, key) < 0:
+                    raise ValueError(f"{key} must be >= 0")
+            if self.num_routed_experts < 1:
+                raise ValueError("num_routed_experts must be >= 1")
+            check_routing(self.num_routed_experts, self.topk,
+                          getattr(self.router, "num_groups", 1),
+                          getattr(self.router, "topk_groups", 1))
+
+    def __init__(self, cfg: Config, ctx: BuildContext) -> None:
+        super().__init__()
+        self.cfg = cfg
+        dim, num_experts = ctx.model.dim, cfg.num_routed_experts
+        if ctx.layer_idx < cfg.first_k_dense:
+            self.dense = SwiGLU(dim, cfg.dense_hidden_dim or swiglu_width(dim))
+            return
+        self.dense = None
+        hidden = cfg.expert_dim or swiglu_width(dim) // (cfg.num_shared_experts + cfg.topk)
+        # Concatenating N_s experts' hidden units is exactly their sum (V3 code fuses them).
+        self.shared = (SwiGLU(dim, cfg.num_shared_experts * hidden)
+                       if cfg.num_shared_experts else None)
+        self.router = registry.build(cfg.router, ctx, num_experts, cfg.topk)
+        # Stacked expert weights in (out, in) layout like nn.Linear: gate and up fused.
+        self.w13 = nn.Parameter(torch.empty(num_experts, 2 * hidden, dim))
+        self.w2 = nn.Parameter(torch.empty(num_experts, dim, hidden))
+        for w in (self.w13, self.w2):
+            nn.init.normal_(w, mean=0.0, std=ctx.model.init_std)
+        zeros = torch.zeros  # non-persistent counters for the balance metrics
+        self.register_buffer("step_loads", zeros(num_experts, dtype=torch.int64), False)
+        self.register_buffer("mode_loads", zeros(2, num_experts, dtype=torch.int64), False)
+        self.register_buffer("batch_vio", zeros(2, dtype=torch.float64), False)  # sum, steps
+        self.register_buffer("seq_vio", zeros(2, 2, dtype=torch.float64), False)  # sum, seqs
+
+    def forward(self, x_BTD: torch.Tensor) -> torch.Tensor:
+        if self.dense is not None:
+            return self.dense(x_BTD)
+        B, T, D = x_BTD.shape
+        x_ND = x_BTD.reshape(B * T, D)
+        weights_NK, ids_NK = self.router(x_ND, num_seqs=B)
+        out_ND = self.routed(x_ND, weights_NK, ids_NK)
+        if self.shared is not None:
+            out_ND = out_ND + self.shared(x_ND)
+        self._count(ids_NK, B)
+        return out_ND.view(B, T, D)
+
+    def routed(self, x_ND: torch.Tensor, weights_NK: torch.Tensor,
+               ids_NK: torch.Tensor) -> torch.Tensor:
+        """Sum_k weight_k * expert_{id_k}(x): assignments sorted by expert, two grouped GEMMs."""
+        K = ids_NK.shape[1]
+        ids_A = ids_NK.flatten()
+        order_A = ids_A.argsort(stable=True)
+        token_A = order_A // K
+        ends_E = expert_counts(ids_A, self.cfg.num_routed_experts).cumsum(0)
+        gate_AF, up_AF = grouped_linear(x_ND[token_A], self.w13, ends_E).chunk(2, dim=-1)
+        y_AD = grouped_linear(F.silu(gate_AF) * up_AF, self.w2, ends_E)
+        y_AD = y_AD * weights_NK.flatten()[order_A, None].to(y_AD.dtype)
+        return y_AD.new_zeros(x_ND.shape).index_add_(0, token_A, y_AD)
+
+    @torch.no_grad()
+    def _count(self, ids_NK: torch.Tensor, num_seqs: int) -> None:
+        if self.training and not torch.is_grad_enabled():
+            return  # only forwards that train, as for the routing bias
+        mode = TRAIN if self.training else EVAL
+        loads_E = expert_counts(ids_NK, self.cfg.num_routed_experts)
+        self.mode_loads[mode] += loads_E
+        if mode == TRAIN:
+            self.step_loads += loads_E
+        seq_vio_S = maxvio(sequence_counts(ids_NK, num_seqs, self.cfg.num_routed_experts))
+        self.seq_vio[mode] += torch.stack([seq_vio_S.sum(), seq_vio_S.new_tensor(num_seqs)])
+
+    @torch.no_grad()
+    def after_optimizer_step(self) -> None:
+        if self.dense is None and self.step_loads.sum() > 0:
+            self.batch_vio += torch.stack([maxvio(self.step_loads), self.batch_vio.new_ones(())])
+            self.step_loads.zero_()
+
+    @torch.no_grad()
+    def metrics(self) -> dict[str, float]:
+        """Train mode: `maxvio_batch` (mean over the optimizer steps since the last call),
+        `maxvio_seq` and `expert_load/<i>` (Load_i / mean load since the last call).
+        Eval mode: `maxvio_global` over the whole pass and `maxvio_seq`. Counters reset."""
+        mode = TRAIN if self.training else EVAL
+        if self.dense is not None or self.mode_loads[mode].sum() == 0:
+            return {}
+        out = {"maxvio_seq": (self.seq_vio[mode, 0] / self.seq_vio[mode, 1]).item()}
+        if mode == TRAIN:
+            self.after_optimizer_step()  # close a step still open (hooks called out of order)
+            out["maxvio_batch"] = (self.batch_vio[0] / self.batch_vio[1]).item()
+            rel_E = relative_load(self.mode_loads[mode])
+            out.update({f"expert_load/{i}": v for i, v in enumerate(rel_E.tolist())})
+            self.batch_vio.zero_()
+        else:
+            out["maxvio_global"] = maxvio(self.mode_loads[mode]).item()
+        self.mode_loads[mode].zero_()
+        self.seq_vio[mode].zero_()
+        return out

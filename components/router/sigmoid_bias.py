@@ -1,0 +1,128 @@
+"""Sigmoid router with auxiliary-loss-free bias balancing (DeepSeek-V3, arXiv 2412.19437 §2.1.2;
+Wang et al., arXiv 2408.15664), an optional sequence-wise balance loss and group-limited routing.
+
+Shapes: N tokens, D width, E routed experts, K experts per token, G expert groups,
+S sequences, T tokens per sequence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from ablate.balance import balance_loss, check_routing, expert_counts, sequence_counts
+from ablate.interfaces import BuildContext, Router
+from ablate.registry import register
+
+GROUP_SCORE_TOP = 2  # a group's score: sum of its 2 best biased scores [V3 §2.1.2]
+
+
+def router_logits(x_ND: torch.Tensor, weight_ED: torch.Tensor) -> torch.Tensor:
+    """x W^T in fp32 whatever the autocast or parameter dtype (gating stays in fp32)."""
+    with torch.autocast(x_ND.device.type, enabled=False):
+        return F.linear(x_ND.float(), weight_ED.float())
+
+
+def group_limited_topk(sel_NE: torch.Tensor, topk: int, num_groups: int, topk_groups: int,
+                       group_top: int) -> torch.Tensor:
+    """Ids (N, K) of the K best `sel_NE` inside each token's `topk_groups` best groups.
+
+    A group's score is the sum of its `group_top` best entries (1 = its max); the experts of
+    dropped groups are set to -inf, so they never win, even against negative scores.
+    """
+    if num_groups > 1:
+        sel_NGe = sel_NE.view(sel_NE.shape[0], num_groups, -1)
+        group_NG = sel_NGe.topk(min(group_top, sel_NGe.shape[-1]), dim=-1).values.sum(-1)
+        keep_NG = group_NG.topk(topk_groups, dim=-1).indices
+        drop_NG = torch.ones_like(group_NG, dtype=torch.bool).scatter_(1, keep_NG, False)
+        sel_NE = sel_NGe.masked_fill(drop_NG[..., None], float("-inf")).flatten(1)
+    return sel_NE.topk(topk, dim=-1).indices
+
+
+class GateBase(Router):
+    """Shared state of the shipped routers: the (E, D) centroid matrix, E and K."""
+
+    def __init__(self, cfg, ctx: BuildContext, num_experts: int, topk: int) -> None:
+        super().__init__()
+        check_routing(num_experts, topk, cfg.num_groups, cfg.topk_groups)
+        self.cfg, self.num_experts, self.topk = cfg, num_experts, topk
+        # A bare Parameter, not an nn.Linear: precision transforms that swap Linears leave the
+        # gate alone (it stays fp32, as in DeepSeek-V3 §3.3.1).
+        self.weight = nn.Parameter(torch.empty(num_experts, ctx.model.dim))
+        nn.init.normal_(self.weight, mean=0.0, std=ctx.model.init_std)
+        self._loss: torch.Tensor | None = None
+
+    def _counting(self) -> bool:
+        """True for forwards that train (eval, no-grad and decoding forwards are not counted)."""
+        return self.training and torch.is_grad_enabled()
+
+    def _pop_loss(self, key: str) -> dict[str, torch.Tensor]:
+        loss, self._loss = self._loss, None
+        return {} if loss is None else {key: loss}
+
+
+@register("router", "sigmoid_bias")
+class SigmoidBias(GateBase):
+    @dataclass(frozen=True, kw_only=True)
+    class Config:
+        route_scale: float = 1.0  # multiplies the normalized gate weights (V3: 2.5)
+        update_rate: float = 1.0e-3  # gamma: bias step per optimizer step; 0 keeps b = 0
+        seq_aux_alpha: float = 0.0  # sequence-wise balance loss coefficient (V3: 1e-4); 0 = off
+        num_groups: int = 1  # expert groups for group-limited routing (1 = off)
+        topk_groups: int = 1  # groups each token may route into
+
+        def check(self, root) -> None:
+            for key in ("route_scale", "update_rate", "seq_aux_alpha"):
+                if getattr(self, key) < 0:
+                    raise ValueError(f"{key} must be >= 0")
+
+    def __init__(self, cfg: Config, ctx: BuildContext, num_experts: int, topk: int) -> None:
+        super().__init__(cfg, ctx, num_experts, topk)
+        self.register_buffer("bias", torch.zeros(num_experts, dtype=torch.float32))
+        # Tokens routed to each expert by the training forwards since the last optimizer step.
+        self.register_buffer("counts", torch.zeros(num_experts, dtype=torch.int64),
+                             persistent=False)
+
+    def _apply(self, fn, recurse=True):
+        bias = self.bias
+        out = super()._apply(fn, recurse)
+        self.bias = bias.to(self.bias.device)  # model-wide dtype casts never touch b: fp32
+        return out
+
+    def forward(self, x_ND: torch.Tensor, *, num_seqs: int = 1
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg, E, K = self.cfg, self.num_experts, self.topk
+        scores_NE = torch.sigmoid(router_logits(x_ND, self.weight))
+        # The bias only chooses experts; it never enters the weights or a gradient.
+        ids_NK = group_limited_topk(scores_NE.detach() + self.bias, K, cfg.num_groups,
+                                    cfg.topk_groups, GROUP_SCORE_TOP)
+        weights_NK = scores_NE.gather(1, ids_NK)
+        weights_NK = weights_NK / weights_NK.sum(-1, keepdim=True) * cfg.route_scale
+        if self._counting():
+            self.counts += expert_counts(ids_NK, E)
+            if cfg.seq_aux_alpha > 0:
+                # f uses the unbiased plain top-K; s' is normalized over all E experts.
+                plain_NK = scores_NE.detach().topk(K, dim=-1).indices
+                chosen_SE = sequence_counts(plain_NK, num_seqs, E)
+                norm_NE = scores_NE / scores_NE.sum(-1, keepdim=True)
+                self._loss = cfg.seq_aux_alpha * balance_loss(
+                    norm_NE.view(num_seqs, -1, E), chosen_SE, K)
+        return weights_NK, ids_NK
+
+    def extra_losses(self) -> dict[str, torch.Tensor]:
+        return self._pop_loss("seq_balance")
+
+    @torch.no_grad()
+    def after_optimizer_step(self) -> None:
+        """b += gamma * sign(mean count - count) over the whole step (all micro-batches/ranks)."""
+        counts_E = self.counts.double()
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(counts_E)
+        if self.cfg.update_rate > 0 and counts_E.sum() > 0:
+            sign_E = torch.sign(counts_E.mean() - counts_E).float()
+            self.bias += self.cfg.update_rate * sign_E
+        self.counts.zero_()
