@@ -121,7 +121,11 @@ class Norm(Component):
 
 
 class Router(Component):
-    """MoE gate: tokens (N, D) -> (weights (N, K), expert ids (N, K))."""
+    """MoE gate: tokens (N, D) -> (weights (N, K), expert ids (N, K)).
+
+    Built by its FFN as `(cfg, ctx, num_experts, topk)`; `forward` may take a keyword
+    `num_seqs`: the N tokens are that many equal-length sequences (sequence-scoped losses).
+    """
 
     @abstractmethod
     def forward(self, x_ND: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
