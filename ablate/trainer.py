@@ -173,7 +173,7 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = True,
         _atomic_write(ckpt_path, lambda p: torch.save(state, p))
 
     status, reason, last_eval, loss_val = "done", "", {}, float("nan")
-    timed_s, timed_tokens = 0.0, 0
+    timed_s, timed_tokens, train_s = 0.0, 0, 0.0  # train_s: all step time, evals excluded
     tokens_per_step = cfg.data.batch_size * cfg.data.seq_len * tc.grad_accum
     model.train()
     step = start
@@ -208,18 +208,21 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = True,
         opt.zero_grad(set_to_none=True)
         for c in comps:
             c.after_optimizer_step()
+        dt = time.perf_counter() - t0
+        train_s += dt
         if step - start > TIMING_SKIP:
-            timed_s += time.perf_counter() - t0
+            timed_s += dt
             timed_tokens += tokens_per_step
         if step % tc.log_every == 0 or step == tc.steps:
             record = {"step": step, "loss": loss_val, "lr": lr, "grad_norm": grad_norm,
+                      "train_s": train_s,
                       "tokens_per_s": timed_tokens / timed_s if timed_s else None}
             record.update({f"loss/{k}": v for k, v in extra_sums.items()})
             record.update(collect_metrics(model))
             emit(record)
         if step % tc.eval_every == 0 or step == tc.steps:
             last_eval = evaluate(model, corpus, cfg, precision)
-            emit({"step": step, **last_eval})
+            emit({"step": step, "train_s": train_s, **last_eval})
         if (tc.checkpoint_every and step % tc.checkpoint_every == 0) or step == tc.steps:
             save(step)
         if stop_after is not None and step >= stop_after:
