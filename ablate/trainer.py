@@ -13,6 +13,8 @@ import math
 import os
 import random
 import resource
+import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -177,6 +179,7 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = True,
     tokens_per_step = cfg.data.batch_size * cfg.data.seq_len * tc.grad_accum
     model.train()
     step = start
+    interrupted = _InterruptFlag()
     for step in range(start + 1, tc.steps + 1):
         t0 = time.perf_counter()
         lr = lr_at(step, tc)
@@ -225,9 +228,16 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = True,
             emit({"step": step, "train_s": train_s, **last_eval})
         if (tc.checkpoint_every and step % tc.checkpoint_every == 0) or step == tc.steps:
             save(step)
+        if interrupted.set and step != tc.steps:  # Ctrl-C: finish the step, keep it, stop
+            save(step)
+            log_f.close()
+            interrupted.restore()
+            raise KeyboardInterrupt(f"interrupted after step {step}; checkpoint saved")
         if stop_after is not None and step >= stop_after:
             log_f.close()
+            interrupted.restore()
             return {"status": "stopped", "steps": step}
+    interrupted.restore()
     log_f.close()
     final = _final_metrics(model, comps, corpus) if status == "done" else {}
     summary = {
@@ -260,6 +270,26 @@ def _final_metrics(model, comps, corpus) -> dict[str, float]:
         out.update(c.final_metrics(model, corpus))
     model.train()
     return out
+
+
+class _InterruptFlag:
+    """Turns SIGINT into a flag checked between steps, so a checkpoint is written first."""
+
+    def __init__(self) -> None:
+        self.set = False
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        if self.set:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.set = True
+
+    def restore(self) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
 
 
 def _truncate_metrics(path: Path, step: int) -> None:

@@ -95,3 +95,14 @@ def test_lr_schedule_warmup_then_cosine():
 def test_grad_accum_counts_tokens(tmp_path):
     summary = train(load_config(TINY, [*FAST, "train.steps=12", "train.grad_accum=2"]), tmp_path)
     assert summary["status"] == "done" and summary["tokens_per_s"] > 0
+
+
+def test_ctrl_c_saves_a_checkpoint_at_the_finished_step(tmp_path):
+    script = KILL_SCRIPT.replace("{out}", str(tmp_path)).replace("SIGKILL", "SIGINT")
+    overrides = [*FAST, "train.steps=60", "train.checkpoint_every=50", "train.log_every=5"]
+    proc = subprocess.run([sys.executable, "-c", script, str(TINY), "25", *overrides],
+                          cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode != 0 and "checkpoint saved" in proc.stderr
+    import torch
+
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["step"] == 25
