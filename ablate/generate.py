@@ -1,0 +1,87 @@
+"""Autoregressive generation: prefill the prompt into the KV caches, then decode token by token.
+
+Works with any attention that implements `new_cache` (see `ablate.interfaces.Attention`).
+A cache slot at position p is only read by queries at positions >= p and is overwritten when
+p is decoded again, so a caller that discards drafted tokens (speculative decoding) only has
+to move `start_pos` back: no cache rollback is needed. Shapes: B batch, T time, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def sample_next(logits_BV: torch.Tensor, *, temperature: float = 0.0, top_k: int = 0,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """Next token ids (B,) from last-position logits: greedy at temperature 0, else sampled.
+
+    Args:
+        logits_BV: logits for the next position.
+        temperature: 0 for argmax; otherwise logits are divided by it before the softmax.
+        top_k: keep only the k most likely tokens before sampling (0 = all).
+        generator: random source for sampling (reproducible with a seeded generator).
+    """
+    if temperature < 0 or top_k < 0:
+        raise ValueError(f"temperature ({temperature}) and top_k ({top_k}) must be >= 0")
+    if temperature == 0:
+        return logits_BV.argmax(dim=-1)
+    logits_BV = logits_BV.float() / temperature
+    if 0 < top_k < logits_BV.shape[-1]:
+        kth_B1 = logits_BV.topk(top_k, dim=-1).values[:, -1:]
+        logits_BV = logits_BV.masked_fill(logits_BV < kth_B1, float("-inf"))
+    probs_BV = torch.softmax(logits_BV, dim=-1)
+    return torch.multinomial(probs_BV, 1, generator=generator).squeeze(-1)
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype caches are allocated in: that of the model's floating-point weights."""
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+
+
+@torch.no_grad()
+def generate(model: nn.Module, prompt_ids_BT: torch.Tensor, max_new_tokens: int, *,
+             temperature: float = 0.0, top_k: int = 0, seed: int | None = None,
+             use_cache: bool = True) -> torch.Tensor:
+    """Extend `prompt_ids_BT` by `max_new_tokens` tokens; returns (B, T + max_new_tokens).
+
+    Args:
+        model: an `ablate.model.Transformer` (or anything with its `forward`/`new_caches`).
+        prompt_ids_BT: prompt token ids, at least one per row.
+        max_new_tokens: tokens to append.
+        temperature, top_k: see `sample_next`; temperature 0 is greedy.
+        seed: seeds the sampling generator (None: torch's global generator).
+        use_cache: prefill + one-token decode steps with KV caches; False recomputes the
+            whole sequence each step (the reference the cached path must match).
+    """
+    B, T = prompt_ids_BT.shape
+    total = T + max_new_tokens
+    if T == 0 or max_new_tokens < 0:
+        raise ValueError("need a non-empty prompt and max_new_tokens >= 0")
+    if total > model.cfg.max_seq_len:
+        raise ValueError(f"prompt ({T}) + max_new_tokens ({max_new_tokens}) exceeds "
+                         f"model.max_seq_len={model.cfg.max_seq_len}")
+    device = prompt_ids_BT.device
+    generator = None
+    if seed is not None:
+        generator = torch.Generator(device=device).manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    ids_BT = prompt_ids_BT
+    caches = model.new_caches(B, total, model_dtype(model), device) if use_cache else None
+    try:
+        logits_BTV, _ = model(ids_BT, caches=caches)
+        for step in range(max_new_tokens):
+            next_B = sample_next(logits_BTV[:, -1], temperature=temperature, top_k=top_k,
+                                 generator=generator)
+            pos = ids_BT.shape[1]
+            ids_BT = torch.cat((ids_BT, next_B[:, None]), dim=1)
+            if step + 1 == max_new_tokens:
+                break  # the last token needs no logits
+            if use_cache:
+                logits_BTV, _ = model(ids_BT[:, pos:], start_pos=pos, caches=caches)
+            else:
+                logits_BTV, _ = model(ids_BT)
+    finally:
+        model.train(was_training)
+    return ids_BT
