@@ -28,13 +28,18 @@ def grouped_linear(x_AI: torch.Tensor, w_EOI: torch.Tensor, ends_E: torch.Tensor
     """Rows `ends[e-1]:ends[e]` of x times w[e]^T, for every expert e at once: (A, O).
 
     One grouped GEMM (`F.grouped_mm`) on CPU and for bf16 on CUDA; other CUDA dtypes, which
-    the grouped kernel rejects, take a per-expert loop (still vectorized over tokens).
+    the grouped kernel rejects, take `looped_linear`.
     """
     w_EOI = w_EOI.to(x_AI.dtype)
     if x_AI.device.type == "cpu" or x_AI.dtype == torch.bfloat16:
         return F.grouped_mm(x_AI, w_EOI.transpose(-2, -1), offs=ends_E.to(torch.int32))
+    return looped_linear(x_AI, w_EOI, ends_E)
+
+
+def looped_linear(x_AI: torch.Tensor, w_EOI: torch.Tensor, ends_E: torch.Tensor) -> torch.Tensor:
+    """Same as `grouped_linear` with one matmul per expert (each over all its tokens)."""
     starts = [0, *ends_E[:-1].tolist()]
-    return torch.cat([x_AI[s:e] @ w_EOI[i].T for i, (s, e) in enumerate(
+    return torch.cat([x_AI[s:e] @ w_EOI[i].T.to(x_AI.dtype) for i, (s, e) in enumerate(
         zip(starts, ends_E.tolist(), strict=True))])
 
 
@@ -93,7 +98,8 @@ class MoE(FFN):
         out_ND = self.routed(x_ND, weights_NK, ids_NK)
         if self.shared is not None:
             out_ND = out_ND + self.shared(x_ND)
-        self._count(ids_NK, B)
+        if not (self.training and not torch.is_grad_enabled()):  # as for the routing bias,
+            self._count(ids_NK, B)  # only forwards that train are training loads
         return out_ND.view(B, T, D)
 
     def routed(self, x_ND: torch.Tensor, weights_NK: torch.Tensor,
@@ -111,8 +117,6 @@ class MoE(FFN):
 
     @torch.no_grad()
     def _count(self, ids_NK: torch.Tensor, num_seqs: int) -> None:
-        if self.training and not torch.is_grad_enabled():
-            return  # only forwards that train, as for the routing bias
         mode = TRAIN if self.training else EVAL
         loads_E = expert_counts(ids_NK, self.cfg.num_routed_experts)
         self.mode_loads[mode] += loads_E
