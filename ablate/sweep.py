@@ -1,0 +1,268 @@
+"""Sweep files: schema, arms from `grid` / `zip` / explicit `arms`, expansion into trials.
+
+A sweep resolves every trial (arm x seed) to a validated `Config` before anything runs; each
+trial's id is the hash of its resolved config. Errors name the sweep file and the dotted sweep
+key (`arms.mla.model.attention.kv_lora_rank`), like the core's config errors.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ablate.config import Config, ConfigError, Layers, config_hash, from_layers, load_layers
+
+TOP_KEYS = ("name", "base", "seeds", "budget", "baseline", "overrides", "plugins", "tracking",
+            "report", "max_attempts", "grid", "zip", "arms")
+DEFAULT_MAX_ATTEMPTS = 2  # a failed trial is started at most this many times in total
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # sweep names become directory names
+_SOURCE_MARK = "sweep::"  # layer sources we add, so validation errors map back to sweep keys
+
+
+@dataclass(frozen=True)
+class Trial:
+    arm: str
+    seed: int
+    overrides: dict[str, Any]  # the arm's dotted-key overrides (without budget / seed)
+    cfg: Config
+    trial_id: str  # config_hash(cfg)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    name: str
+    path: Path
+    text: str  # the sweep file as written
+    base: Path
+    seeds: tuple[int, ...]
+    budget: dict[str, int]  # {"steps": N} or {"tokens": N}
+    steps: int  # optimizer steps every arm trains for
+    baseline: str
+    arms: dict[str, dict[str, Any]]  # arm name -> dotted-key overrides, in sweep order
+    trials: list[Trial]
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    report: dict[str, Any] = field(default_factory=dict)
+    cli_overrides: tuple[str, ...] = ()
+
+    @property
+    def run_dir(self) -> Path:
+        return Path("runs") / self.name
+
+    @property
+    def report_dir(self) -> Path:
+        return Path(self.report.get("dir") or Path("reports") / self.name)
+
+    def fingerprint(self) -> str:
+        """Hash of what defines the results: every (arm, seed) and its trial id."""
+        keys = sorted((t.arm, t.seed, t.trial_id) for t in self.trials)
+        return hashlib.sha256(json.dumps(keys).encode()).hexdigest()[:16]
+
+
+def _nest(dotted: dict[str, Any]) -> dict[str, Any]:
+    """`{"a.b": 1}` -> `{"a": {"b": 1}}` (later keys merge into earlier mappings)."""
+    out: dict[str, Any] = {}
+    for key, value in dotted.items():
+        *parents, leaf = str(key).split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def _mapping(value: Any, src: str, key: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(src, key, f"expected a mapping, got {value!r}")
+    return value
+
+
+def _axis_lists(value: Any, src: str, key: str) -> dict[str, list]:
+    axes = _mapping(value, src, key)
+    for k, values in axes.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(src, f"{key}.{k}", f"expected a non-empty list, got {values!r}")
+    return axes
+
+
+def _short_names(keys: list[str]) -> dict[str, str]:
+    """Last dotted part of each key, or the whole key where the last part is ambiguous."""
+    leaves = [k.rsplit(".", 1)[-1] for k in keys]
+    return {k: (leaf if leaves.count(leaf) == 1 else k) for k, leaf in zip(keys, leaves)}
+
+
+def _points(axes: dict[str, list], combine) -> list[tuple[str, dict, dict]]:
+    """(name, overrides, {override key: sweep key}) for each point of a grid or zip axis."""
+    keys = list(axes)
+    short = _short_names(keys)
+    out = []
+    for values in combine(*(axes[k] for k in keys)):
+        point = dict(zip(keys, values))
+        name = ",".join(f"{short[k]}={v}" for k, v in point.items())
+        out.append((name, point, {k: None for k in keys}))
+    return out
+
+
+def expand_arms(spec: dict, src: str) -> tuple[dict[str, dict], dict[str, dict[str, str]]]:
+    """Arms in order: explicit `arms` x `grid` points x `zip` rows (absent parts are neutral).
+
+    Returns the arms' dotted overrides and, per arm, the sweep key each override came from.
+    """
+    explicit = _mapping(spec.get("arms"), src, "arms")
+    parts: list[list[tuple[str, dict, dict]]] = []
+    if explicit:
+        part = []
+        for name, overrides in explicit.items():
+            overrides = _mapping(overrides, src, f"arms.{name}")
+            part.append((str(name), overrides, {k: f"arms.{name}" for k in overrides}))
+        parts.append(part)
+    grid = _axis_lists(spec.get("grid"), src, "grid")
+    if grid:
+        points = _points(grid, itertools.product)
+        parts.append([(n, o, {k: "grid" for k in w}) for n, o, w in points])
+    zipped = _axis_lists(spec.get("zip"), src, "zip")
+    if zipped:
+        lengths = {k: len(v) for k, v in zipped.items()}
+        if len(set(lengths.values())) > 1:
+            raise ConfigError(src, "zip", f"lists must have equal lengths, got {lengths}")
+        parts.append([(n, o, {k: "zip" for k in w}) for n, o, w in _points(zipped, zip)])
+    if not parts:
+        raise ConfigError(src, "arms", "a sweep needs `arms`, `grid` or `zip`")
+    arms: dict[str, dict] = {}
+    where: dict[str, dict[str, str]] = {}
+    for combo in itertools.product(*parts):
+        name = "/".join(n for n, _, _ in combo)
+        if name in arms:
+            raise ConfigError(src, "arms", f"two arms are both named {name!r}")
+        arms[name] = {k: v for _, o, _ in combo for k, v in o.items()}
+        where[name] = {k: w for _, _, ws in combo for k, w in ws.items()}
+    return arms, where
+
+
+def _int(value: Any, src: str, key: str, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(src, key, f"expected an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _read_spec(path: Path) -> tuple[dict, str]:
+    from ablate.config import read_yaml
+
+    spec = read_yaml(path)
+    src = str(path)
+    for key in spec:
+        if key not in TOP_KEYS:
+            raise ConfigError(src, str(key), "unknown sweep key",
+                              difflib.get_close_matches(str(key), TOP_KEYS))
+    for key in ("name", "base", "seeds", "budget", "baseline"):
+        if key not in spec:
+            raise ConfigError(src, key, "required sweep key is missing")
+    if not isinstance(spec["name"], str) or not _NAME_RE.match(spec["name"]):
+        raise ConfigError(src, "name", "must be letters, digits, '_', '-' or '.' (it names "
+                          f"runs/<name>/), got {spec['name']!r}")
+    return spec, src
+
+
+def _budget(spec: dict, src: str) -> dict[str, int]:
+    budget = _mapping(spec["budget"], src, "budget")
+    if len(budget) != 1 or next(iter(budget)) not in ("steps", "tokens"):
+        raise ConfigError(src, "budget", f"expected {{steps: N}} or {{tokens: N}}, got {budget!r}")
+    kind, value = next(iter(budget.items()))
+    return {kind: _int(value, src, f"budget.{kind}", minimum=1)}
+
+
+def _resolve(base: Layers, layers: list[tuple[str, dict]], cli: tuple[str, ...], src: str,
+             where: dict[str, str]) -> Config:
+    """Validate base + sweep layers + command line, mapping errors back to sweep keys."""
+    stack = Layers()
+    stack.items = list(base.items)
+    for label, data in layers:
+        stack.add(_SOURCE_MARK + label, data)
+    try:
+        return from_layers(stack, cli)
+    except ConfigError as e:
+        if not e.source.startswith(_SOURCE_MARK):
+            raise
+        label = e.source[len(_SOURCE_MARK):]
+        if label == "arm":  # an arm override: name its sweep key (arms.<arm>, grid or zip)
+            related = [k for k in where if e.key == k or e.key.startswith(k + ".")
+                       or k.startswith(e.key + ".")]
+            label = where[max(related, key=len)] if related else "arms"
+        prefix = f"{label}." if label in ("overrides", "grid", "zip") or label.startswith(
+            "arms") else ""
+        raise ConfigError(src, prefix + e.key, e.msg, e.matches) from None
+
+
+def load_sweep(path: str | Path, cli_overrides: list[str] | tuple[str, ...] = ()) -> Sweep:
+    """Read, expand and validate a whole sweep file (nothing is written)."""
+    path = Path(path)
+    spec, src = _read_spec(path)
+    cli = tuple(cli_overrides)
+    if not isinstance(spec["base"], str):
+        raise ConfigError(src, "base", "must be a path to a YAML file (relative to the sweep)")
+    base_path = path.parent / spec["base"]
+    base = load_layers(base_path)
+    seeds = spec["seeds"]
+    if not isinstance(seeds, list) or not seeds:
+        raise ConfigError(src, "seeds", f"expected a non-empty list of integers, got {seeds!r}")
+    seeds = tuple(_int(s, src, f"seeds[{i}]") for i, s in enumerate(seeds))
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(src, "seeds", f"duplicate seeds in {list(seeds)}")
+    budget = _budget(spec, src)
+    max_attempts = _int(spec.get("max_attempts", DEFAULT_MAX_ATTEMPTS), src, "max_attempts", 1)
+    common: list[tuple[str, dict]] = [("overrides", _nest(_mapping(spec.get("overrides"), src,
+                                                                   "overrides")))]
+    plugins = spec.get("plugins") or []
+    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+        raise ConfigError(src, "plugins", f"expected a list of module names, got {plugins!r}")
+    if plugins:
+        common.append(("", {"plugins": plugins}))
+    common.append(("tracking", {"tracking": _mapping(spec.get("tracking"), src, "tracking")}))
+    report = _mapping(spec.get("report"), src, "report")
+    for key in report:
+        if key not in ("dir", "title"):
+            raise ConfigError(src, f"report.{key}", "unknown report option",
+                              difflib.get_close_matches(str(key), ("dir", "title")))
+    arms, where = expand_arms(spec, src)
+    if spec["baseline"] not in arms:
+        raise ConfigError(src, "baseline", f"{spec['baseline']!r} is not an arm (arms: "
+                          f"{', '.join(arms)})", difflib.get_close_matches(str(spec["baseline"]),
+                                                                          list(arms)))
+    steps_by_arm: dict[str, int] = {}
+    for arm, overrides in arms.items():
+        layers = [*common, ("arm", _nest(overrides))]
+        cfg = _resolve(base, layers, cli, src, where[arm])
+        if "steps" in budget:
+            steps_by_arm[arm] = budget["steps"]
+        else:
+            per_step = cfg.data.batch_size * cfg.data.seq_len * cfg.train.grad_accum
+            steps_by_arm[arm] = budget["tokens"] // per_step
+    if len(set(steps_by_arm.values())) > 1:
+        raise ConfigError(src, "budget.tokens", "gives a different number of steps per arm "
+                          f"(batch_size x seq_len x grad_accum differ): {steps_by_arm}")
+    steps = next(iter(steps_by_arm.values()))
+    if steps < 1:
+        raise ConfigError(src, "budget.tokens", f"{budget['tokens']} tokens is less than one step")
+    trials, seen = [], {}
+    for arm, overrides in arms.items():
+        for seed in seeds:
+            layers = [*common, ("arm", _nest(overrides)),
+                      ("budget", {"train": {"steps": steps, "seed": seed}})]
+            cfg = _resolve(base, layers, cli, src, where[arm])
+            trial = Trial(arm, seed, dict(overrides), cfg, config_hash(cfg))
+            if trial.trial_id in seen:
+                other = seen[trial.trial_id]
+                raise ConfigError(src, f"arms.{arm}", f"seed {seed} resolves to the same config "
+                                  f"as arm {other.arm!r} seed {other.seed} (id {trial.trial_id})")
+            seen[trial.trial_id] = trial
+            trials.append(trial)
+    return Sweep(name=spec["name"], path=path, text=path.read_text(), base=base_path,
+                 seeds=seeds, budget=budget, steps=steps, baseline=spec["baseline"], arms=arms,
+                 trials=trials, max_attempts=max_attempts, report=report, cli_overrides=cli)
