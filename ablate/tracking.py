@@ -1,0 +1,101 @@
+"""W&B tracking as a trainer callback: one run per trial, offline by default.
+
+Tracking is best effort: if `wandb` cannot start or log, it warns once per process and stops
+tracking; training and the ledger (the source of truth) carry on untouched.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+SUMMARY_KEYS = ("status", "reason", "steps", "seed", "config_hash", "train_loss", "val_loss",
+                "val_ppl", "tokens_per_s", "num_params", "num_params_non_embedding",
+                "peak_mem_mb", "wall_s", "git_rev", "git_dirty")
+
+
+class TrackingHealth:
+    """Shared by the callbacks of one process: remembers the first W&B failure."""
+
+    def __init__(self) -> None:
+        self.error: str | None = None
+
+    def fail(self, what: str, exc: BaseException) -> None:
+        if self.error is None:
+            self.error = f"{what}: {type(exc).__name__}: {exc}"
+            warnings.warn(f"W&B tracking disabled ({self.error}); training continues and "
+                          "results stay in the ledger and metrics.jsonl", stacklevel=2)
+
+
+def _numeric(record: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in record.items()
+            if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)
+            and math.isfinite(float(v))}
+
+
+class WandbCallback:
+    """Trainer callback logging one trial to its own W&B run.
+
+    Args:
+        cfg: the trial's resolved `Config` (its `tracking` section picks mode/project/entity).
+        sweep_name: the W&B group.
+        arm: the W&B job type.
+        trial_id: the run id (stable across resumes).
+        trial_dir: W&B writes its run directory under `<trial_dir>/wandb/`.
+        health: shared failure state (warn once per process).
+    """
+
+    def __init__(self, cfg, *, sweep_name: str, arm: str, trial_id: str, trial_dir: str | Path,
+                 health: TrackingHealth) -> None:
+        self.cfg, self.sweep_name, self.arm, self.trial_id = cfg, sweep_name, arm, trial_id
+        self.trial_dir, self.health = Path(trial_dir), health
+        self.run = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.cfg.tracking.wandb != "disabled" and self.health.error is None
+
+    def _start(self) -> None:
+        import wandb
+
+        from ablate.config import to_dict
+
+        t = self.cfg.tracking
+        self.trial_dir.mkdir(parents=True, exist_ok=True)
+        self.run = wandb.init(
+            project=t.project, entity=t.entity or None, group=self.sweep_name,
+            job_type=self.arm, name=f"{self.arm}-s{self.cfg.train.seed}-{self.trial_id}",
+            id=self.trial_id, resume="allow", dir=str(self.trial_dir), mode=t.wandb,
+            config=to_dict(self.cfg),
+            settings=wandb.Settings(silent=True, console="off", x_disable_stats=True,
+                                    disable_git=True, save_code=False))
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        final = "status" in record
+        try:
+            if self.run is None:
+                self._start()
+            if final:
+                summary = {k: record[k] for k in SUMMARY_KEYS if record.get(k) is not None}
+                summary.update(_numeric(record.get("metrics", {})))
+                self.run.summary.update(summary)
+                self.run.finish(exit_code=0)
+                self.run = None
+            else:
+                self.run.log(_numeric(record), step=int(record["step"]))
+        except Exception as e:  # any wandb failure must not stop training
+            self.health.fail("start" if self.run is None else "log", e)
+            self.close()
+
+    def close(self) -> None:
+        """Finish a run left open (training raised or tracking failed); never raises."""
+        run, self.run = self.run, None
+        if run is not None:
+            try:
+                run.finish(exit_code=1)
+            except Exception as e:  # best effort; the warning above already fired
+                self.health.fail("finish", e)
