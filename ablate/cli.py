@@ -48,6 +48,56 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from ablate.launch import format_table, run_sweep, trial_table
+    from ablate.report import render
+    from ablate.sweep import load_sweep
+
+    sweep = load_sweep(args.sweep, args.overrides)  # validates every trial; writes nothing
+    if args.dry_run:
+        rows = trial_table(sweep)
+        for r in rows:
+            r["overrides"] = " ".join(f"{k}={v}" for k, v in r["overrides"].items())
+        print(format_table(rows, ["arm", "seed", "trial_id", "state", "overrides"]))
+        return 0
+    status = run_sweep(sweep, workers=args.workers, force=args.force)
+    path = render(sweep.run_dir, sweep.report_dir, sweep.report.get("title", ""))
+    print(f"report: {path}")
+    return status
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from ablate.launch import counts, format_table, ledger_path
+    from ablate.ledger import Ledger
+    from ablate.sweep import load_sweep
+
+    sweep = load_sweep(args.sweep)
+    ledger = Ledger(ledger_path(sweep), readonly=True)
+    rows = ledger.rows()
+    ledger.close()
+    keys = ("arm", "seed", "trial_id", "state", "attempts", "path", "reason")
+    if args.json:
+        print(json.dumps({"sweep": sweep.name, "counts": counts(rows),
+                          "trials": [{**{k: r[k] for k in keys}, "metrics": r["metrics"]}
+                                     for r in rows]}, indent=2, default=str))
+        return 0
+    for r in rows:
+        r["val_loss"] = r["metrics"].get("val_loss", "")
+    print(format_table(rows, ["arm", "seed", "trial_id", "state", "attempts", "val_loss",
+                              "reason"]))
+    print(", ".join(f"{n} {s}" for s, n in counts(rows).items() if n))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ablate.report import render
+    from ablate.sweep import load_sweep
+
+    sweep = load_sweep(args.sweep)
+    print(render(sweep.run_dir, sweep.report_dir, sweep.report.get("title", "")))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ablate", description="Ablation studies of LLM components.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -64,6 +114,24 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--pattern", default="*", help="glob over names")
     ls.add_argument("--plugins", nargs="*", default=[], help="extra modules to import")
     ls.set_defaults(func=cmd_list)
+
+    r = sub.add_parser("run", help="run (or resume) every trial of a sweep, then report")
+    r.add_argument("sweep", help="sweep YAML file")
+    r.add_argument("overrides", nargs="*", help="Hydra-style overrides applied to every arm")
+    r.add_argument("--workers", type=int, default=1, help="local worker processes")
+    r.add_argument("--dry-run", action="store_true", help="print the trial table; train nothing")
+    r.add_argument("--force", "--allow-changed", dest="force", action="store_true",
+                   help="run even if the spec changed finished trials (old ones go inactive)")
+    r.set_defaults(func=cmd_run)
+
+    st = sub.add_parser("status", help="print a sweep's trial ledger")
+    st.add_argument("sweep", help="sweep YAML file")
+    st.add_argument("--json", action="store_true", help="machine-readable output")
+    st.set_defaults(func=cmd_status)
+
+    rp = sub.add_parser("report", help="re-render a sweep's HTML report from its ledger")
+    rp.add_argument("sweep", help="sweep YAML file")
+    rp.set_defaults(func=cmd_report)
     return p
 
 
