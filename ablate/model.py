@@ -45,9 +45,12 @@ class Transformer(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.num_layers))
         self.final_norm = registry.build(cfg.norm, cfg.dim)
         self.head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
-        # MTP builds extra blocks through this context; its own layer indices follow the trunk's.
-        self.mtp = registry.build(cfg.mtp, BuildContext(cfg, -1, lambda i: Block(cfg, i)))
         self.apply(self._init)
+        # MTP builds extra blocks through this context; its own layer indices follow the trunk's.
+        # Built and initialised after the trunk, so one seed gives the same trunk with or
+        # without MTP (paired ablation arms start from identical main weights).
+        self.mtp = registry.build(cfg.mtp, BuildContext(cfg, -1, lambda i: Block(cfg, i)))
+        self.mtp.apply(self._init)
         if cfg.tie_embeddings:
             self.head.weight = self.tok_emb.weight
 
