@@ -6,6 +6,9 @@ A (M, K) E4M3 with 1x128 scales a_s (M, ceil(K/128)); B (N, K) E4M3 with scales 
 b_block = 1 for 1x128 rows (wgrad, where both operands are the 128x1 tiles of dY and X
 transposed). M, N and K need not be multiples of 128: loads are masked with zeros.
 FP8 operands are passed to the kernel as uint8 views and bitcast inside (see fp8_quant.py).
+Interpreter workaround: Triton 3.x's CPU interpreter truncates fp32 -> bf16 instead of rounding
+to nearest even (0.1260 -> 0.1250), so the kernel rounds to bf16 on the bits itself and
+stores them through an int16 view; compiled GPU code runs the same instructions.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ def _gemm_kernel(
     K,
     num_kb,
     B_BLOCK: tl.constexpr,
+    OUT_BF16: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
@@ -67,11 +71,18 @@ def _gemm_kernel(
         b_s = tl.load(b_s_ptr + (rn // B_BLOCK) * num_kb + kb, mask=rn < N, other=0.0)
         partial = tl.dot(a.to(tl.float8e4nv, bitcast=True), b.to(tl.float8e4nv, bitcast=True))
         acc += partial * a_s[:, None] * b_s[None, :]
-    c = acc.to(c_ptr.dtype.element_ty)
-    tl.store(c_ptr + rm[:, None] * N + rn[None, :], c, mask=(rm[:, None] < M) & (rn[None, :] < N))
+    c_mask = (rm[:, None] < M) & (rn[None, :] < N)
+    if OUT_BF16:  # fp32 -> bf16 round-to-nearest-even on the bits, stored via an int16 view
+        bits = acc.to(tl.int32, bitcast=True)
+        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+        tl.store(c_ptr + rm[:, None] * N + rn[None, :], bits.to(tl.int16), mask=c_mask)
+    else:
+        tl.store(c_ptr + rm[:, None] * N + rn[None, :], acc, mask=c_mask)
 
 
-_gemm_tuned = triton.autotune(configs=_GPU_CONFIGS, key=["M", "N", "K", "B_BLOCK"])(_gemm_kernel)
+_gemm_tuned = triton.autotune(configs=_GPU_CONFIGS, key=["M", "N", "K", "B_BLOCK", "OUT_BF16"])(
+    _gemm_kernel
+)
 
 
 def _check_operand(q: torch.Tensor, s: torch.Tensor, name: str, scale_rows: int) -> None:
@@ -121,14 +132,21 @@ def fp8_gemm(
         raise ValueError(f"a is on {a.device} but b is on {b.device}")
     (m, k), n = a.shape, b.shape[0]
     c = torch.empty(m, n, dtype=out_dtype, device=a.device)
-    args = (a.view(torch.uint8), a_s, b.view(torch.uint8), b_s, c, m, n, k, a_s.shape[1])
+    out_bf16 = out_dtype == torch.bfloat16
+    c_view = c.view(torch.int16) if out_bf16 else c
+    args = (a.view(torch.uint8), a_s, b.view(torch.uint8), b_s, c_view, m, n, k, a_s.shape[1])
     if a.device.type == "cuda":
         grid = lambda meta: (triton.cdiv(m, meta["BLOCK_M"]), triton.cdiv(n, meta["BLOCK_N"]))
-        _gemm_tuned[grid](*args, B_BLOCK=b_block, BLOCK_K=TILE)
+        _gemm_tuned[grid](*args, B_BLOCK=b_block, OUT_BF16=out_bf16, BLOCK_K=TILE)
     else:  # interpreter: no autotuning, one fixed tile size
         grid = (triton.cdiv(m, _INTERPRET_BLOCK), triton.cdiv(n, _INTERPRET_BLOCK))
         _gemm_kernel[grid](
-            *args, B_BLOCK=b_block, BLOCK_M=_INTERPRET_BLOCK, BLOCK_N=_INTERPRET_BLOCK, BLOCK_K=TILE
+            *args,
+            B_BLOCK=b_block,
+            OUT_BF16=out_bf16,
+            BLOCK_M=_INTERPRET_BLOCK,
+            BLOCK_N=_INTERPRET_BLOCK,
+            BLOCK_K=TILE,
         )
     return c
 
