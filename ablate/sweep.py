@@ -231,10 +231,6 @@ def load_sweep(path: str | Path, cli_overrides: list[str] | tuple[str, ...] = ()
             raise ConfigError(src, f"report.{key}", "unknown report option",
                               difflib.get_close_matches(str(key), ("dir", "title")))
     arms, where = expand_arms(spec, src)
-    if spec["baseline"] not in arms:
-        raise ConfigError(src, "baseline", f"{spec['baseline']!r} is not an arm (arms: "
-                          f"{', '.join(arms)})", difflib.get_close_matches(str(spec["baseline"]),
-                                                                          list(arms)))
     steps_by_arm: dict[str, int] = {}
     for arm, overrides in arms.items():
         layers = [*common, ("arm", _nest(overrides))]
@@ -244,6 +240,10 @@ def load_sweep(path: str | Path, cli_overrides: list[str] | tuple[str, ...] = ()
         else:
             per_step = cfg.data.batch_size * cfg.data.seq_len * cfg.train.grad_accum
             steps_by_arm[arm] = budget["tokens"] // per_step
+    if spec["baseline"] not in arms:
+        raise ConfigError(src, "baseline", f"{spec['baseline']!r} is not an arm (arms: "
+                          f"{', '.join(arms)})", difflib.get_close_matches(str(spec["baseline"]),
+                                                                          list(arms)))
     if len(set(steps_by_arm.values())) > 1:
         raise ConfigError(src, "budget.tokens", "gives a different number of steps per arm "
                           f"(batch_size x seq_len x grad_accum differ): {steps_by_arm}")
