@@ -28,17 +28,16 @@ def test_arms_times_seeds_with_overrides(tmp_path):
 
 
 def test_grid_zip_and_explicit_arms_compose(tmp_path):
-    grid = load_sweep(write_sweep(tmp_path, name="g", arms={}, seeds=(0,), baseline=
-                                  "lr=0.001,hidden_dim=64",
-                                  grid={"train.lr": [0.001, 0.002],
-                                        "model.ffn.hidden_dim": [64, 96]}))
+    grid = load_sweep(write_sweep(
+        tmp_path, name="g", arms={}, seeds=(0,), baseline="lr=0.001,hidden_dim=64",
+        grid={"train.lr": [0.001, 0.002], "model.ffn.hidden_dim": [64, 96]}))
     assert list(grid.arms) == ["lr=0.001,hidden_dim=64", "lr=0.001,hidden_dim=96",
                                "lr=0.002,hidden_dim=64", "lr=0.002,hidden_dim=96"]
     assert {(t.cfg.train.lr, t.cfg.model.ffn.hidden_dim) for t in grid.trials} == {
         (0.001, 64), (0.001, 96), (0.002, 64), (0.002, 96)}
-    zipped = load_sweep(write_sweep(tmp_path, name="z", seeds=(0,), baseline="a/lr=0.001,weight_decay=0.0",
-                                    zip={"train.lr": [0.001, 0.003],
-                                         "train.weight_decay": [0.0, 0.2]}))
+    zipped = load_sweep(write_sweep(
+        tmp_path, name="z", seeds=(0,), baseline="a/lr=0.001,weight_decay=0.0",
+        zip={"train.lr": [0.001, 0.003], "train.weight_decay": [0.0, 0.2]}))
     assert list(zipped.arms) == ["a/lr=0.001,weight_decay=0.0", "a/lr=0.003,weight_decay=0.2",
                                  "b/lr=0.001,weight_decay=0.0", "b/lr=0.003,weight_decay=0.2"]
     t = next(t for t in zipped.trials if t.arm == "b/lr=0.003,weight_decay=0.2")
