@@ -22,16 +22,19 @@ from ablate.registry import register
 from components.ffn.dense import SwiGLU, swiglu_width
 
 TRAIN, EVAL = 0, 1  # rows of the per-mode counters
+GEMM_ALIGN_BYTES = 16  # grouped_mm needs row strides in multiples of 16 bytes
+WIDTH_MULTIPLE = 8  # default expert widths round down to this (aligned in fp32 and bf16)
 
 
 def grouped_linear(x_AI: torch.Tensor, w_EOI: torch.Tensor, ends_E: torch.Tensor) -> torch.Tensor:
     """Rows `ends[e-1]:ends[e]` of x times w[e]^T, for every expert e at once: (A, O).
 
-    One grouped GEMM (`F.grouped_mm`) on CPU and for bf16 on CUDA; other CUDA dtypes, which
-    the grouped kernel rejects, take `looped_linear`.
+    One grouped GEMM (`F.grouped_mm`) on CPU and for bf16 on CUDA, when the widths keep rows
+    16-byte aligned as its kernels require; otherwise `looped_linear`.
     """
     w_EOI = w_EOI.to(x_AI.dtype)
-    if x_AI.device.type == "cpu" or x_AI.dtype == torch.bfloat16:
+    aligned = all(n * x_AI.element_size() % GEMM_ALIGN_BYTES == 0 for n in w_EOI.shape[1:])
+    if aligned and (x_AI.device.type == "cpu" or x_AI.dtype == torch.bfloat16):
         return F.grouped_mm(x_AI, w_EOI.transpose(-2, -1), offs=ends_E.to(torch.int32))
     return looped_linear(x_AI, w_EOI, ends_E)
 
@@ -50,7 +53,7 @@ class MoE(FFN):
         num_routed_experts: int = 8  # E: fine-grained routed experts per MoE layer
         num_shared_experts: int = 1  # always-on experts, fused into one SwiGLU of N_s * F
         topk: int = 2  # K: routed experts per token
-        expert_dim: int = 0  # F: each expert's hidden width; 0 = dense width // (N_s + K)
+        expert_dim: int = 0  # F: each expert's width; 0 = dense width // (N_s + K), to 8
         first_k_dense: int = 0  # leading layers that use a dense SwiGLU instead (V3: 3)
         dense_hidden_dim: int = 0  # those layers' width; 0 = 8/3 * model.dim rounded up to 32
         router: Any = slot("router", "sigmoid_bias")  # gate choosing K of E experts per token
@@ -73,7 +76,8 @@ class MoE(FFN):
             self.dense = SwiGLU(dim, cfg.dense_hidden_dim or swiglu_width(dim))
             return
         self.dense = None
-        hidden = cfg.expert_dim or swiglu_width(dim) // (cfg.num_shared_experts + cfg.topk)
+        per_expert = swiglu_width(dim) // (cfg.num_shared_experts + cfg.topk) // WIDTH_MULTIPLE
+        hidden = cfg.expert_dim or max(1, per_expert) * WIDTH_MULTIPLE
         # Concatenating N_s experts' hidden units is exactly their sum (V3 code fuses them).
         self.shared = (SwiGLU(dim, cfg.num_shared_experts * hidden)
                        if cfg.num_shared_experts else None)
