@@ -138,7 +138,7 @@ def ablation_table(meta: dict, trials: list[dict]) -> dict[str, Any]:
             if n:
                 row["delta"] = f"{diff:+.4g}"
                 row["p"] = f"p={p:.3g}" if math.isfinite(p) else f"n={n}, no test"
-                row["significant"] = stats.significant(p)
+                row["significant"] = stats.significant(p) or not math.isfinite(p)
             loss = {t["seed"]: _metric(t, "val_loss") for t in ts}
             gaps = [100 * (loss[s] - base_loss[s]) / base_loss[s] for s in loss
                     if s in base_loss and loss[s] is not None and base_loss[s]]
@@ -161,7 +161,7 @@ def charts(meta: dict, trials: list[dict]) -> list[dict[str, str]]:
 
     arms = [a for a in meta["arms"] if any(t["arm"] == a for t in trials)]
     out = []
-    fig = Figure(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4), layout="constrained")
     ax = fig.add_subplot()
     for a in arms:
         by_step: dict[int, list[float]] = {}
@@ -180,7 +180,7 @@ def charts(meta: dict, trials: list[dict]) -> list[dict[str, str]]:
     if ax.lines:
         ax.legend()
         out.append({"title": "Validation loss", "png": _png(fig)})
-    fig = Figure(figsize=(7, 3.5))
+    fig = Figure(figsize=(7, 3.5), layout="constrained")
     ax = fig.add_subplot()
     bars = []  # (arm, mean, distance to min, distance to max) over done seeds
     for a in arms:
@@ -210,7 +210,7 @@ def _heatmaps(arms: list[str], trials: list[dict]) -> list[dict[str, str]]:
     out = []
     for fam, indices in sorted(families.items()):
         n_idx = max(indices) + 1
-        fig = Figure(figsize=(7, 2.5 * len(arms)))
+        fig = Figure(figsize=(7, 2.5 * len(arms)), layout="constrained")
         for i, a in enumerate(arms):
             cells: dict[int, list[list[float]]] = {}  # step -> per-index values over seeds
             for t in trials:
@@ -229,9 +229,9 @@ def _heatmaps(arms: list[str], trials: list[dict]) -> list[dict[str, str]]:
             steps = sorted(cells)
             grid = [[sum(v[j] for v in cells[s]) / len(cells[s]) for s in steps]
                     for j in range(n_idx)]
-            last = steps[-1] + (steps[-1] - steps[-2] if len(steps) > 1 else 1)
+            half = (steps[1] - steps[0]) / 2 if len(steps) > 1 else 0.5  # cells centred on steps
             im = ax.imshow(grid, aspect="auto", origin="lower", interpolation="nearest",
-                           extent=(steps[0], last, -0.5, n_idx - 0.5))
+                           extent=(steps[0] - half, steps[-1] + half, -0.5, n_idx - 0.5))
             ax.set_xlabel("step")
             fig.colorbar(im, ax=ax)
         out.append({"title": f"{fam} (per index)", "png": _png(fig)})

@@ -1,0 +1,120 @@
+"""Report: ablation-table columns and statistics, escaping, self-contained HTML, results.csv."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import pytest
+from scipy import stats as sps
+
+from ablate import report
+from ablate.ledger import Ledger
+from ablate.sweep import load_sweep
+from tests.ablate.sweep_helpers import write_sweep
+
+BASE_PPL = {0: 10.0, 1: 11.0, 2: 12.0}
+MLA_PPL = {0: 9.0, 1: 10.5, 2: 10.6}
+EVIL = "x<script>alert('hi')</script>"
+
+
+def _trial(arm, seed, attention, ppl, kv_bytes, state="done"):
+    att = {"name": attention, **({"kv_lora_rank": 64} if attention == "mla" else {})}
+    return {"arm": arm, "seed": seed, "state": state, "metrics": {}, "records": [],
+            "overrides": {"model.attention.name": attention, **(
+                {"model.attention.kv_lora_rank": 64} if attention == "mla" else {})},
+            "config": {"model": {"dim": 64, "attention": att, "norm": {"name": "rmsnorm"}},
+                       "train": {"seed": seed, "lr": 0.001 if attention == "mha" else 0.002}},
+            "summary": {"val_ppl": ppl, "val_loss": 1 + ppl / 100, "tokens_per_s": 1000.0 + seed,
+                        "num_params": 123456, "precision": {"backend": "torch"},
+                        "metrics": {"kv_bytes_per_token": kv_bytes, "expert_load/3": 0.5,
+                                    "val_loss": 2.0}}}
+
+
+def test_ablation_table_columns_and_statistics():
+    trials = [_trial("mha", s, "mha", p, 512.0) for s, p in BASE_PPL.items()]
+    trials += [_trial("mla", s, "mla", p, 160.0) for s, p in MLA_PPL.items()]
+    trials.append(_trial("mla", 3, "mla", 99.0, 160.0, state="diverged"))  # not in the stats
+    table = report.ablation_table({"arms": ["mha", "mla"], "baseline": "mha"}, trials)
+    assert table["component_cols"] == ["attention: mha", "attention: mla"]
+    assert table["value_cols"] == ["model.attention.kv_lora_rank", "train.lr"]
+    assert table["metric_cols"] == ["kv_bytes_per_token"]  # no family key, no duplicate val_loss
+    base, mla = table["rows"]
+    assert (base["components"], mla["components"]) == ([True, False], [False, True])
+    assert base["values"] == ["—", "0.001"] and mla["values"] == ["64", "0.002"]
+    half = sps.t.ppf(0.975, 2) * 1.0 / 3 ** 0.5  # sd of 10, 11, 12 is 1
+    assert base["val_ppl"] == f"11 ± {half:.2g}"
+    assert (base["delta"], base["seeds"], mla["seeds"]) == ("baseline", "3/3", "3/4")
+    p = sps.ttest_rel(list(MLA_PPL.values()), list(BASE_PPL.values())).pvalue
+    assert mla["delta"] == f"{(sum(MLA_PPL.values()) / 3 - 11):+.4g}"
+    assert mla["p"] == f"p={p:.3g}" and mla["significant"] == (p < 0.05)
+    gaps = [100 * (MLA_PPL[s] - BASE_PPL[s]) / 100 / (1 + BASE_PPL[s] / 100) for s in BASE_PPL]
+    assert mla["gap"].startswith(f"{sum(gaps) / 3:.3g} ± ")
+    assert (base["metrics"], mla["metrics"]) == (["512 ± 0"], ["160 ± 0"])
+    assert base["num_params"] == "123,456" and mla["precision"] == "torch"
+
+
+def _fake_outputs(path: Path, seed: int, arm_index: int) -> dict:
+    path.mkdir(parents=True, exist_ok=True)
+    records = []
+    for step in (5, 10):
+        row = {"step": step, "loss": 3.0 - step / 10, "tokens_per_s": 900.0 + seed}
+        row.update({f"expert_load/{i}": (i + step + arm_index) / 10 for i in range(4)})
+        records += [row, {"step": step, "val_loss": 2.5 - step / 20 + seed / 50}]
+    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    summary = {"status": "done", "reason": "", "val_loss": 2.0 + seed / 50 - arm_index / 10,
+               "val_ppl": 7.0 + seed / 10 - arm_index, "tokens_per_s": 900.0 + seed,
+               "num_params": 1000 + arm_index, "precision": {"backend": "fake<fp8>"},
+               "metrics": {"kv_bytes_per_token": 256.0 * (arm_index + 1)},
+               "git_rev": "abc123", "git_dirty": True, "versions": {"torch": "9.9"},
+               "hardware": {"cpu": "test-cpu"}}
+    (path / "summary.json").write_text(json.dumps(summary))
+    return summary
+
+
+def test_rendered_report_is_self_contained_and_escaped(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    sweep = load_sweep(write_sweep(tmp_path, name="rep", seeds=(0, 1, 2), baseline="a",
+                                   arms={"a": {}, EVIL: {"model.ffn.hidden_dim": 96}},
+                                   report={"title": "<b>Bold & co</b>"}))
+    ledger = Ledger(sweep.run_dir / "ledger.sqlite")
+    ledger.sync(sweep, extra_meta={"base_config": "model: {dim: 32}"})
+    for _ in range(len(sweep.trials) - 1):  # the last trial stays pending: a partial sweep
+        row = ledger.claim(max_attempts=1)
+        if (row["arm"], row["seed"]) == (EVIL, 1):
+            ledger.finish(row["trial_id"], "failed", reason="ValueError: <oops> & more")
+            continue
+        summary = _fake_outputs(Path(row["path"]), row["seed"], int(row["arm"] != "a"))
+        ledger.finish(row["trial_id"], "done", metrics=summary)
+    ledger.close()
+    html_path = report.render(sweep.run_dir, sweep.report_dir, sweep.report["title"])
+    assert html_path == Path("reports/rep/index.html")
+    html = html_path.read_text()
+    assert "<script" not in html and "&lt;script&gt;" in html
+    assert "&lt;b&gt;Bold &amp; co&lt;/b&gt;" in html and "<b>Bold" not in html
+    assert "&lt;oops&gt; &amp; more" in html and "fake&lt;fp8&gt;" in html
+    links = re.findall(r"""(?:src|href)\s*=\s*["']?([^"' >]*)""", html)
+    assert links and all(link.startswith("data:image/png;base64,") for link in links)
+    text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", html)
+    assert not re.search(r"https?:|url\(|<link|@import|//[a-z]", text), "loads from the network"
+    assert len(links) == 3  # val-loss curves, throughput, the expert_load heat map
+    assert "expert_load (per index)" in html
+    for header in ("val ppl", "p (paired)", "val loss gap vs baseline", "tokens/s", "params",
+                   "kv_bytes_per_token", "model.ffn.hidden_dim", "precision backend"):
+        assert f"<th>{header}" in html or f">{header}<" in html, header
+    assert "abc123 (dirty)" in html and "test-cpu" in html and sweep.trials[0].trial_id in html
+    assert "n=1, no test" in html  # one seed of the second arm finished
+    with (sweep.report_dir / "results.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 6
+    assert sorted(r["state"] for r in rows) == ["done"] * 4 + ["failed", "pending"]
+    done = [r for r in rows if r["state"] == "done"]
+    assert all(float(r["kv_bytes_per_token"]) in (256.0, 512.0) for r in done)
+    assert {r["arm"] for r in rows} == {"a", EVIL}
+
+
+def test_report_without_ledger_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="no ledger"):
+        report.render(tmp_path / "runs" / "none", tmp_path / "out")
