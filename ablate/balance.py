@@ -68,11 +68,15 @@ def check_routing(num_experts: int, topk: int, num_groups: int, topk_groups: int
     if not 0 < topk <= num_experts:
         raise ValueError(f"topk={topk} must be in 1..num_routed_experts ({num_experts})")
     if num_groups < 1 or num_experts % num_groups:
-        raise ValueError(f"router.num_groups={num_groups} must divide "
-                         f"num_routed_experts={num_experts}")
+        raise ValueError(
+            f"router.num_groups={num_groups} must divide num_routed_experts={num_experts}"
+        )
     if not 0 < topk_groups <= num_groups:
-        raise ValueError(f"router.topk_groups={topk_groups} must be in 1..router.num_groups "
-                         f"({num_groups})")
+        raise ValueError(
+            f"router.topk_groups={topk_groups} must be in 1..router.num_groups ({num_groups})"
+        )
     if topk > topk_groups * (num_experts // num_groups):
-        raise ValueError(f"topk={topk} exceeds the experts in router.topk_groups={topk_groups} "
-                         f"groups of {num_experts // num_groups}")
+        raise ValueError(
+            f"topk={topk} exceeds the experts in router.topk_groups={topk_groups} "
+            f"groups of {num_experts // num_groups}"
+        )

@@ -32,17 +32,32 @@ def step(layer: torch.nn.Module, x: torch.Tensor, grad: torch.Tensor) -> None:
             hook()
 
 
-def compare(dim: int, batch: int, seq: int, experts: int, topk: int, shared: int,
-            expert_dim: int, reps: int, router: str) -> dict[str, float]:
+def compare(
+    dim: int,
+    batch: int,
+    seq: int,
+    experts: int,
+    topk: int,
+    shared: int,
+    expert_dim: int,
+    reps: int,
+    router: str,
+) -> dict[str, float]:
     moe_cls = registry.get("ffn", "moe")
-    cfg = moe_cls.Config(num_routed_experts=experts, topk=topk, num_shared_experts=shared,
-                         expert_dim=expert_dim, router=registry.get("router", router).Config())
+    cfg = moe_cls.Config(
+        num_routed_experts=experts,
+        topk=topk,
+        num_shared_experts=shared,
+        expert_dim=expert_dim,
+        router=registry.get("router", router).Config(),
+    )
     moe = moe_cls(cfg, BuildContext(ModelConfig(dim=dim), 1)).train()
     dense = SwiGLU(dim, (shared + topk) * expert_dim)  # same activated FFN parameters
     x = torch.randn(batch, seq, dim, requires_grad=True)
     grad = torch.randn(batch, seq, dim)
     times: dict[str, dict[str, list[float]]] = {
-        n: {"wall": [], "cpu": []} for n in ("moe", "dense")}
+        n: {"wall": [], "cpu": []} for n in ("moe", "dense")
+    }
     for i in range(WARMUP + reps):
         for name, layer in (("moe", moe), ("dense", dense)):
             w0, c0 = time.perf_counter(), time.process_time()
@@ -74,16 +89,29 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    print(f"dim {args.dim}, {args.batch}x{args.seq} tokens, top-{args.topk}, {args.shared} "
-          f"shared, expert width {args.expert_dim}, router {args.router}, {args.threads} "
-          f"thread(s), median of {args.reps}")
+    print(
+        f"dim {args.dim}, {args.batch}x{args.seq} tokens, top-{args.topk}, {args.shared} "
+        f"shared, expert width {args.expert_dim}, router {args.router}, {args.threads} "
+        f"thread(s), median of {args.reps}"
+    )
     print("| routed experts | MoE tok/s (cpu) | dense tok/s (cpu) | ratio (cpu) | ratio (wall) |")
     print("|---|---|---|---|---|")
     for experts in args.experts:
-        r = compare(args.dim, args.batch, args.seq, experts, args.topk, args.shared,
-                    args.expert_dim, args.reps, args.router)
-        print(f"| {experts} | {r['moe_cpu_tok_s']:,.0f} | {r['dense_cpu_tok_s']:,.0f} | "
-              f"{r['ratio_cpu']:.2f} | {r['ratio_wall']:.2f} |")
+        r = compare(
+            args.dim,
+            args.batch,
+            args.seq,
+            experts,
+            args.topk,
+            args.shared,
+            args.expert_dim,
+            args.reps,
+            args.router,
+        )
+        print(
+            f"| {experts} | {r['moe_cpu_tok_s']:,.0f} | {r['dense_cpu_tok_s']:,.0f} | "
+            f"{r['ratio_cpu']:.2f} | {r['ratio_wall']:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -42,8 +42,12 @@ def grouped_linear(x_AI: torch.Tensor, w_EOI: torch.Tensor, ends_E: torch.Tensor
 def looped_linear(x_AI: torch.Tensor, w_EOI: torch.Tensor, ends_E: torch.Tensor) -> torch.Tensor:
     """Same as `grouped_linear` with one matmul per expert (each over all its tokens)."""
     starts = [0, *ends_E[:-1].tolist()]
-    return torch.cat([x_AI[s:e] @ w_EOI[i].T.to(x_AI.dtype) for i, (s, e) in enumerate(
-        zip(starts, ends_E.tolist(), strict=True))])
+    return torch.cat(
+        [
+            x_AI[s:e] @ w_EOI[i].T.to(x_AI.dtype)
+            for i, (s, e) in enumerate(zip(starts, ends_E.tolist(), strict=True))
+        ]
+    )
 
 
 @register("ffn", "moe")
@@ -64,9 +68,12 @@ class MoE(FFN):
                     raise ValueError(f"{key} must be >= 0")
             if self.num_routed_experts < 1:
                 raise ValueError("num_routed_experts must be >= 1")
-            check_routing(self.num_routed_experts, self.topk,
-                          getattr(self.router, "num_groups", 1),
-                          getattr(self.router, "topk_groups", 1))
+            check_routing(
+                self.num_routed_experts,
+                self.topk,
+                getattr(self.router, "num_groups", 1),
+                getattr(self.router, "topk_groups", 1),
+            )
 
     def __init__(self, cfg: Config, ctx: BuildContext) -> None:
         super().__init__()
@@ -79,8 +86,9 @@ class MoE(FFN):
         per_expert = swiglu_width(dim) // (cfg.num_shared_experts + cfg.topk) // WIDTH_MULTIPLE
         hidden = cfg.expert_dim or max(1, per_expert) * WIDTH_MULTIPLE
         # Concatenating N_s experts' hidden units is exactly their sum (V3 code fuses them).
-        self.shared = (SwiGLU(dim, cfg.num_shared_experts * hidden)
-                       if cfg.num_shared_experts else None)
+        self.shared = (
+            SwiGLU(dim, cfg.num_shared_experts * hidden) if cfg.num_shared_experts else None
+        )
         self.router = registry.build(cfg.router, ctx, num_experts, cfg.topk)
         # Stacked expert weights in (out, in) layout like nn.Linear: gate and up fused.
         self.w13 = nn.Parameter(torch.empty(num_experts, 2 * hidden, dim))
@@ -106,8 +114,9 @@ class MoE(FFN):
             self._count(ids_NK, B)  # only forwards that train are training loads
         return out_ND.view(B, T, D)
 
-    def routed(self, x_ND: torch.Tensor, weights_NK: torch.Tensor,
-               ids_NK: torch.Tensor) -> torch.Tensor:
+    def routed(
+        self, x_ND: torch.Tensor, weights_NK: torch.Tensor, ids_NK: torch.Tensor
+    ) -> torch.Tensor:
         """Sum_k weight_k * expert_{id_k}(x): assignments sorted by expert, two grouped GEMMs."""
         K = ids_NK.shape[1]
         ids_A = ids_NK.flatten()

@@ -27,8 +27,9 @@ def router_logits(x_ND: torch.Tensor, weight_ED: torch.Tensor) -> torch.Tensor:
         return F.linear(x_ND.float(), weight_ED.float())
 
 
-def group_limited_topk(sel_NE: torch.Tensor, topk: int, num_groups: int, topk_groups: int,
-                       group_top: int) -> torch.Tensor:
+def group_limited_topk(
+    sel_NE: torch.Tensor, topk: int, num_groups: int, topk_groups: int, group_top: int
+) -> torch.Tensor:
     """Ids (N, K) of the K best `sel_NE` inside each token's `topk_groups` best groups.
 
     A group's score is the sum of its `group_top` best entries (1 = its max); the experts of
@@ -84,8 +85,9 @@ class SigmoidBias(GateBase):
         super().__init__(cfg, ctx, num_experts, topk)
         self.register_buffer("bias", torch.zeros(num_experts, dtype=torch.float32))
         # Tokens routed to each expert by the training forwards since the last optimizer step.
-        self.register_buffer("counts", torch.zeros(num_experts, dtype=torch.int64),
-                             persistent=False)
+        self.register_buffer(
+            "counts", torch.zeros(num_experts, dtype=torch.int64), persistent=False
+        )
 
     def _apply(self, fn, recurse=True):
         bias = self.bias
@@ -93,13 +95,15 @@ class SigmoidBias(GateBase):
         self.bias = bias.to(self.bias.device)  # model-wide dtype casts never touch b: fp32
         return out
 
-    def forward(self, x_ND: torch.Tensor, *, num_seqs: int = 1
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x_ND: torch.Tensor, *, num_seqs: int = 1
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         cfg, E, K = self.cfg, self.num_experts, self.topk
         scores_NE = torch.sigmoid(router_logits(x_ND, self.weight))
         # The bias only chooses experts; it never enters the weights or a gradient.
-        ids_NK = group_limited_topk(scores_NE.detach() + self.bias, K, cfg.num_groups,
-                                    cfg.topk_groups, GROUP_SCORE_TOP)
+        ids_NK = group_limited_topk(
+            scores_NE.detach() + self.bias, K, cfg.num_groups, cfg.topk_groups, GROUP_SCORE_TOP
+        )
         weights_NK = scores_NE.gather(1, ids_NK)
         weights_NK = weights_NK / weights_NK.sum(-1, keepdim=True) * cfg.route_scale
         if self._counting():
@@ -110,7 +114,8 @@ class SigmoidBias(GateBase):
                 chosen_SE = sequence_counts(plain_NK, num_seqs, E)
                 norm_NE = scores_NE / scores_NE.sum(-1, keepdim=True)
                 self._loss = cfg.seq_aux_alpha * balance_loss(
-                    norm_NE.view(num_seqs, -1, E), chosen_SE, K)
+                    norm_NE.view(num_seqs, -1, E), chosen_SE, K
+                )
         return weights_NK, ids_NK
 
     def extra_losses(self) -> dict[str, torch.Tensor]:

@@ -35,12 +35,14 @@ class SoftmaxAux(GateBase):
                 if getattr(self, key) < 0:
                     raise ValueError(f"{key} must be >= 0")
 
-    def forward(self, x_ND: torch.Tensor, *, num_seqs: int = 1
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x_ND: torch.Tensor, *, num_seqs: int = 1
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         cfg, E, K = self.cfg, self.num_experts, self.topk
         probs_NE = torch.softmax(router_logits(x_ND, self.weight), dim=-1)
-        ids_NK = group_limited_topk(probs_NE.detach(), K, cfg.num_groups, cfg.topk_groups,
-                                    GROUP_SCORE_TOP)
+        ids_NK = group_limited_topk(
+            probs_NE.detach(), K, cfg.num_groups, cfg.topk_groups, GROUP_SCORE_TOP
+        )
         weights_NK = probs_NE.gather(1, ids_NK) * cfg.route_scale  # not renormalized
         if self._counting() and cfg.alpha > 0:
             num_scopes = num_seqs if cfg.scope == "sequence" else 1

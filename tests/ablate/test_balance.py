@@ -53,9 +53,15 @@ def test_balance_loss_range_and_gradient():
     assert counts.grad is None and uniform.grad is not None  # only P carries gradient
 
 
-@pytest.mark.parametrize("args,match", [((8, 9, 1, 1), "topk"), ((8, 2, 3, 1), "num_groups"),
-                                        ((8, 2, 4, 5), "topk_groups"),
-                                        ((8, 5, 4, 2), "exceeds")])
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        ((8, 9, 1, 1), "topk"),
+        ((8, 2, 3, 1), "num_groups"),
+        ((8, 2, 4, 5), "topk_groups"),
+        ((8, 5, 4, 2), "exceeds"),
+    ],
+)
 def test_check_routing_rejects_impossible_shapes(args, match):
     with pytest.raises(ValueError, match=match):
         check_routing(*args)

@@ -133,8 +133,9 @@ def test_runs_under_bf16_autocast():
     assert torch.isfinite(out.float()).all()
 
 
-@pytest.mark.parametrize("override,key", [("model.ffn.topk=9", "topk"),
-                                          ("model.ffn.router.num_groups=3", "num_groups")])
+@pytest.mark.parametrize(
+    "override,key", [("model.ffn.topk=9", "topk"), ("model.ffn.router.num_groups=3", "num_groups")]
+)
 def test_config_errors_name_the_key(override, key):
     with pytest.raises(ConfigError, match=f"model.ffn.*{key}"):
         load_config(REPO / "sweeps" / "base" / "tiny.yaml", ["model.ffn.name=moe", override])

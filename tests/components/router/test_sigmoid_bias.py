@@ -48,13 +48,15 @@ def test_group_limit_keeps_chosen_experts_in_kept_groups():
 
 @pytest.mark.parametrize("num_groups,topk_groups", [(1, 1), (4, 2), (8, 3)])
 def test_matches_deepseek_gate_oracle(num_groups, topk_groups):
-    router = make(num_experts=16, topk=4, route_scale=2.5, num_groups=num_groups,
-                  topk_groups=topk_groups)
+    router = make(
+        num_experts=16, topk=4, route_scale=2.5, num_groups=num_groups, topk_groups=topk_groups
+    )
     router.bias.normal_(0, 0.5)
     x = torch.randn(96, 32)
     got = sorted_pairs(*router(x))
-    want = sorted_pairs(*ds_gate(x, router.weight.detach(), router.bias, 4, num_groups,
-                                 topk_groups, "sigmoid", 2.5))
+    want = sorted_pairs(
+        *ds_gate(x, router.weight.detach(), router.bias, 4, num_groups, topk_groups, "sigmoid", 2.5)
+    )
     assert torch.equal(got[1], want[1])
     torch.testing.assert_close(got[0], want[0], rtol=0, atol=1e-6)
 
@@ -63,8 +65,7 @@ def test_bias_update_closed_form():
     router = make(num_experts=4, topk=1, update_rate=GAMMA)
     router.counts.copy_(torch.tensor([3, 1, 0, 4]))
     router.after_optimizer_step()
-    torch.testing.assert_close(router.bias, torch.tensor([-1, 1, 1, -1]) * GAMMA, rtol=0,
-                               atol=1e-9)
+    torch.testing.assert_close(router.bias, torch.tensor([-1, 1, 1, -1]) * GAMMA, rtol=0, atol=1e-9)
     assert router.counts.sum() == 0  # counts restart every step
     router.counts.fill_(5)
     before = router.bias.clone()
@@ -158,12 +159,25 @@ def test_grad_accum_bias_sees_whole_global_batch_once_per_step(tmp_path, monkeyp
 
     monkeypatch.setattr(cls, "after_optimizer_step", spy)
     batch, seq, topk, steps = 3, 16, 2, 2
-    cfg = load_config(REPO / "sweeps" / "base" / "tiny.yaml", [
-        "model.dim=32", "model.num_layers=2", "model.ffn.name=moe", f"model.ffn.topk={topk}",
-        "model.ffn.num_routed_experts=4", f"data.batch_size={batch}", f"data.seq_len={seq}",
-        "data.dataset.max_chars=20000", "data.eval_windows=4", f"train.steps={steps}",
-        "train.grad_accum=2", "train.warmup_steps=1", "train.log_every=1",
-        "train.eval_every=1"])
+    cfg = load_config(
+        REPO / "sweeps" / "base" / "tiny.yaml",
+        [
+            "model.dim=32",
+            "model.num_layers=2",
+            "model.ffn.name=moe",
+            f"model.ffn.topk={topk}",
+            "model.ffn.num_routed_experts=4",
+            f"data.batch_size={batch}",
+            f"data.seq_len={seq}",
+            "data.dataset.max_chars=20000",
+            "data.eval_windows=4",
+            f"train.steps={steps}",
+            "train.grad_accum=2",
+            "train.warmup_steps=1",
+            "train.log_every=1",
+            "train.eval_every=1",
+        ],
+    )
     train(cfg, tmp_path)
     assert len(seen) == steps * 2  # once per optimizer step for each of the 2 MoE layers
     assert len({rid for rid, _, _ in seen}) == 2

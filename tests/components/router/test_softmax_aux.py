@@ -45,8 +45,9 @@ def test_matches_deepseek_gate_oracle(num_groups, topk_groups):
     router = make(route_scale=16.0, num_groups=num_groups, topk_groups=topk_groups)
     x = torch.randn(96, 32)
     got = sorted_pairs(*router(x))
-    want = sorted_pairs(*ds_gate(x, router.weight.detach(), None, 4, num_groups, topk_groups,
-                                 "softmax", 16.0))
+    want = sorted_pairs(
+        *ds_gate(x, router.weight.detach(), None, 4, num_groups, topk_groups, "softmax", 16.0)
+    )
     assert torch.equal(got[1], want[1])
     torch.testing.assert_close(got[0], want[0], rtol=0, atol=1e-6)
 
