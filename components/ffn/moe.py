@@ -68,6 +68,11 @@ class MoE(FFN):
                     raise ValueError(f"{key} must be >= 0")
             if self.num_routed_experts < 1:
                 raise ValueError("num_routed_experts must be >= 1")
+            if self.first_k_dense >= root.model.num_layers:
+                raise ValueError(
+                    f"first_k_dense={self.first_k_dense} leaves no MoE layer among "
+                    f"model.num_layers={root.model.num_layers}; use ffn dense instead"
+                )
             check_routing(
                 self.num_routed_experts,
                 self.topk,

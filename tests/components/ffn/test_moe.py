@@ -134,7 +134,12 @@ def test_runs_under_bf16_autocast():
 
 
 @pytest.mark.parametrize(
-    "override,key", [("model.ffn.topk=9", "topk"), ("model.ffn.router.num_groups=3", "num_groups")]
+    "override,key",
+    [
+        ("model.ffn.topk=9", "topk"),
+        ("model.ffn.router.num_groups=3", "num_groups"),
+        ("model.ffn.first_k_dense=2", "first_k_dense"),
+    ],
 )
 def test_config_errors_name_the_key(override, key):
     with pytest.raises(ConfigError, match=f"model.ffn.*{key}"):
