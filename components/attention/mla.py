@@ -25,7 +25,6 @@ from ablate.interfaces import Attention, BuildContext
 from ablate.registry import register
 from ablate.rope import apply_rope, rope_table, yarn_freqs, yarn_softmax_multiplier
 from components.attention.gqa import grouped_causal_attention
-from components.attention.mha import causal_attention
 
 
 @register("attention", "mla")
@@ -119,15 +118,16 @@ class MLA(Attention):
             cache["k"][:B, start_pos:start_pos + T] = k_BTHK
             cache["v"][:B, start_pos:start_pos + T] = v_BTHV
             k_BTHK, v_BTHV = cache["k"][:B, :start_pos + T], cache["v"][:B, :start_pos + T]
-        o_BHTV = causal_attention(q_BTHK.transpose(1, 2), k_BTHK.transpose(1, 2),
-                                  v_BTHV.transpose(1, 2), start_pos, self.softmax_scale)
+        o_BHTV = grouped_causal_attention(q_BTHK.transpose(1, 2), k_BTHK.transpose(1, 2),
+                                          v_BTHV.transpose(1, 2), start_pos, self.softmax_scale)
         return o_BHTV.transpose(1, 2)
 
     def _absorbed(self, q_nope_BTHN, q_pe_BTHR, c_BTC, k_pe_BTR, start_pos, cache):
         """Attend in latent space: score = (W^UK_i^T q^C_i) . c_j + q^R_i . k^R_j, then W^UV_i.
 
         The cache row is [c (C) | k^R (R)], so every head scores against one shared
-        (C+R)-dim key and reads one C-dim value: MQA over the latent.
+        (C+R)-dim key: MQA over the latent. The whole row also serves as the value (SDPA's
+        fused kernel wants equal dims); the last R output dims are dropped, leaving sum_j p c_j.
         """
         B, T, H, N = q_nope_BTHN.shape
         C = self.cfg.kv_lora_rank
@@ -138,8 +138,8 @@ class MLA(Attention):
         kv_BSK = cache["latent_pe"]
         kv_BSK[:B, start_pos:start_pos + T] = torch.cat((c_BTC, k_pe_BTR), dim=-1)
         kv_B1SK = kv_BSK[:B, :start_pos + T].unsqueeze(1)
-        x_BHTC = grouped_causal_attention(q_BHTK, kv_B1SK, kv_B1SK[..., :C], start_pos,
-                                          self.softmax_scale)
+        x_BHTC = grouped_causal_attention(q_BHTK, kv_B1SK, kv_B1SK, start_pos,
+                                          self.softmax_scale)[..., :C]
         return torch.einsum("bhtc,hvc->bthv", x_BHTC, w_uv_HVC)  # absorb W^UV
 
     def new_cache(self, batch_size: int, max_len: int, dtype: torch.dtype,
