@@ -67,7 +67,10 @@ def run_trial(sweep: Sweep, ledger: Ledger, row: dict, health: TrackingHealth,
     tracker = WandbCallback(trial.cfg, sweep_name=sweep.name, arm=trial.arm,
                             trial_id=trial.trial_id, trial_dir=trial_dir, health=health)
     try:
-        summary = trainer.train(trial.cfg, trial_dir, resume=True, callbacks=[progress, tracker])
+        summary = _finished_summary(trial_dir, trial.trial_id)  # killed before the ledger write
+        if summary is None:
+            summary = trainer.train(trial.cfg, trial_dir, resume=True,
+                                    callbacks=[progress, tracker])
     except Exception as e:  # any trial error is a result of that trial, not of the sweep
         progress.close()
         tracker.close()
@@ -84,6 +87,16 @@ def run_trial(sweep: Sweep, ledger: Ledger, row: dict, health: TrackingHealth,
         print(f"{label}: {summary['status']}: {summary.get('reason', '')}", file=stream,
               flush=True)
     return summary["status"]
+
+
+def _finished_summary(trial_dir: Path, trial_id: str) -> dict | None:
+    """The summary of a trial that finished but whose process died before the ledger write."""
+    path = trial_dir / "summary.json"
+    if not path.exists():
+        return None
+    summary = json.loads(path.read_text())
+    ok = summary.get("config_hash") == trial_id and summary.get("status") in ("done", "diverged")
+    return summary if ok else None
 
 
 def _loop(sweep: Sweep, stream: TextIO) -> None:
@@ -175,6 +188,6 @@ def format_table(rows: list[dict], columns: list[str]) -> str:
     """Plain aligned text table."""
     cells = [[str(r.get(c, "")) for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]
     return "\n".join(lines)

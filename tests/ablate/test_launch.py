@@ -113,7 +113,7 @@ def test_sigkill_mid_trial_then_rerun_matches_uninterrupted(tmp_path, monkeypatc
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     killed.mkdir()
     clean.mkdir()
-    sweep = write_sweep(tmp_path, arms={"a": {}}, seeds=(0, 1), steps=40)
+    sweep = write_sweep(tmp_path, arms={"a": {}}, seeds=(0, 1), steps=120)
     cmd = [sys.executable, "-m", "ablate", "run", str(sweep)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(cmd, cwd=killed, env=env, stdout=subprocess.DEVNULL,
@@ -148,3 +148,20 @@ def test_parallel_workers_finish_every_trial(tmp_path, monkeypatch):
     assert len(rows) == 4
     assert all(r["state"] == "done" and r["attempts"] == 1 for r in rows)
     assert all((Path(r["path"]) / "summary.json").exists() for r in rows)
+
+
+def test_trial_killed_after_its_summary_is_recorded_not_retrained(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    sweep = load_sweep(write_sweep(tmp_path, arms={"a": {}}, seeds=(0,)))
+    ledger = Ledger(sweep.run_dir / "ledger.sqlite")
+    ledger.sync(sweep)
+    row = ledger.claim(max_attempts=1)
+    ledger.db.execute("UPDATE trials SET pid = NULL")  # its process is gone
+    ledger.close()
+    Path(row["path"]).mkdir(parents=True)
+    (Path(row["path"]) / "summary.json").write_text(json.dumps(
+        {"status": "done", "reason": "", "config_hash": row["trial_id"], "val_loss": 1.25}))
+    monkeypatch.setattr(launch.trainer, "train", lambda *a, **k: pytest.fail("retrained"))
+    assert launch.run_sweep(sweep) == 0
+    [done] = _rows(tmp_path)
+    assert (done["state"], done["metrics"]["val_loss"]) == ("done", 1.25)
