@@ -106,6 +106,12 @@ class MoE(FFN):
         self.register_buffer("batch_vio", zeros(2, dtype=torch.float64), False)  # sum, steps
         self.register_buffer("seq_vio", zeros(2, 2, dtype=torch.float64), False)  # sum, seqs
 
+    def _apply(self, fn, recurse=True):
+        out = super()._apply(fn, recurse)
+        if self.dense is None:  # model-wide dtype casts must not round the metric sums
+            self.batch_vio, self.seq_vio = self.batch_vio.double(), self.seq_vio.double()
+        return out
+
     def forward(self, x_BTD: torch.Tensor) -> torch.Tensor:
         if self.dense is not None:
             return self.dense(x_BTD)

@@ -126,8 +126,10 @@ def test_metrics_per_mode():
     assert out["maxvio_global"] == pytest.approx(maxvio(eval_loads).item())
 
 
-def test_runs_under_bf16_autocast():
+def test_runs_under_bf16_autocast_and_casts():
     moe = make()
+    moe.to(torch.bfloat16).float()
+    assert moe.seq_vio.dtype == torch.float64 and moe.router.bias.dtype == torch.float32
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = moe(torch.randn(2, 4, DIM))
     assert torch.isfinite(out.float()).all()
