@@ -188,6 +188,7 @@ class MultiTokenPrediction(MTP):
             self._sums, self._count = None, 0
         return dict(self._last)
 
+    @torch.no_grad()
     def final_metrics(self, model: nn.Module, corpus) -> dict[str, float]:
         out = self._val_losses(model, corpus.val_N)
         if self.cfg.spec_prompts:
