@@ -64,7 +64,7 @@ class Sweep:
         return hashlib.sha256(json.dumps(keys).encode()).hexdigest()[:16]
 
 
-def _nest(dotted: dict[str, Any]) -> dict[str, Any]:
+def _nest(dotted: dict[str, Any], src: str = "<sweep>", where: str = "") -> dict[str, Any]:
     """`{"a.b": 1}` -> `{"a": {"b": 1}}` (later keys merge into earlier mappings)."""
     out: dict[str, Any] = {}
     for key, value in dotted.items():
@@ -72,6 +72,9 @@ def _nest(dotted: dict[str, Any]) -> dict[str, Any]:
         node = out
         for part in parents:
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(src, f"{where}{key}", "sets a key inside a value that another "
+                                  "key of the same mapping sets as a whole")
         node[leaf] = value
     return out
 
@@ -217,8 +220,8 @@ def load_sweep(path: str | Path, cli_overrides: list[str] | tuple[str, ...] = ()
         raise ConfigError(src, "seeds", f"duplicate seeds in {list(seeds)}")
     budget = _budget(spec, src)
     max_attempts = _int(spec.get("max_attempts", DEFAULT_MAX_ATTEMPTS), src, "max_attempts", 1)
-    common: list[tuple[str, dict]] = [("overrides", _nest(_mapping(spec.get("overrides"), src,
-                                                                   "overrides")))]
+    overrides = _mapping(spec.get("overrides"), src, "overrides")
+    common: list[tuple[str, dict]] = [("overrides", _nest(overrides, src, "overrides."))]
     plugins = spec.get("plugins") or []
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
         raise ConfigError(src, "plugins", f"expected a list of module names, got {plugins!r}")
@@ -233,7 +236,7 @@ def load_sweep(path: str | Path, cli_overrides: list[str] | tuple[str, ...] = ()
     arms, where = expand_arms(spec, src)
     steps_by_arm: dict[str, int] = {}
     for arm, overrides in arms.items():
-        layers = [*common, ("arm", _nest(overrides))]
+        layers = [*common, ("arm", _nest(overrides, src, f"arms.{arm}."))]
         cfg = _resolve(base, layers, cli, src, where[arm])
         if "steps" in budget:
             steps_by_arm[arm] = budget["steps"]
@@ -253,7 +256,7 @@ def load_sweep(path: str | Path, cli_overrides: list[str] | tuple[str, ...] = ()
     trials, seen = [], {}
     for arm, overrides in arms.items():
         for seed in seeds:
-            layers = [*common, ("arm", _nest(overrides)),
+            layers = [*common, ("arm", _nest(overrides, src, f"arms.{arm}.")),
                       ("budget", {"train": {"steps": steps, "seed": seed}})]
             cfg = _resolve(base, layers, cli, src, where[arm])
             trial = Trial(arm, seed, dict(overrides), cfg, config_hash(cfg))
