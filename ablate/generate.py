@@ -42,7 +42,7 @@ def model_dtype(model: nn.Module) -> torch.dtype:
 @torch.no_grad()
 def generate(model: nn.Module, prompt_ids_BT: torch.Tensor, max_new_tokens: int, *,
              temperature: float = 0.0, top_k: int = 0, seed: int | None = None,
-             use_cache: bool = True) -> torch.Tensor:
+             use_cache: bool = True, speculative: str | None = None) -> torch.Tensor:
     """Extend `prompt_ids_BT` by `max_new_tokens` tokens; returns (B, T + max_new_tokens).
 
     Args:
@@ -53,7 +53,15 @@ def generate(model: nn.Module, prompt_ids_BT: torch.Tensor, max_new_tokens: int,
         seed: seeds the sampling generator (None: torch's global generator).
         use_cache: prefill + one-token decode steps with KV caches; False recomputes the
             whole sequence each step (the reference the cached path must match).
+        speculative: "mtp" drafts with the model's MTP modules and verifies the drafts in one
+            main forward (greedy only; output identical to plain greedy decoding).
     """
+    if speculative is not None:
+        if speculative != "mtp" or temperature != 0:
+            raise ValueError(f"speculative={speculative!r}: only 'mtp' with temperature 0")
+        from ablate.speculative import speculative_generate
+
+        return speculative_generate(model, prompt_ids_BT, max_new_tokens)
     B, T = prompt_ids_BT.shape
     total = T + max_new_tokens
     if T == 0 or max_new_tokens < 0:

@@ -119,9 +119,17 @@ def test_final_metrics_hook_runs_on_a_corpus(trained_models):
     model = trained_models[1]
     val = chain_data(torch.Generator().manual_seed(3), 1, 400)[0]
     corpus = Corpus(tokenizer=None, train_N=val, val_N=val)
-    out = model.mtp.final_metrics(model, corpus)
+    with pytest.warns(UserWarning, match="clipped"):  # 32 + 64 tokens exceed max_seq_len 64
+        out = model.mtp.final_metrics(model, corpus)
     assert out["spec_identical"] == 1.0
     assert 0 <= out["spec_accept_d1"] <= 1 and out["mtp_val_loss_d1"] > 0
+
+
+def test_generate_dispatches_to_mtp_speculation(trained_models):
+    model, p = trained_models[2], prompts()
+    assert torch.equal(generate(model, p, 12, speculative="mtp"), generate(model, p, 12))
+    with pytest.raises(ValueError, match="speculative"):
+        generate(model, p, 4, speculative="mtp", temperature=1.0)
 
 
 def test_errors():
