@@ -79,6 +79,7 @@ def run_trial(sweep: Sweep, ledger: Ledger, row: dict, health: TrackingHealth,
         ledger.finish(trial.trial_id, "failed", reason=reason)
         print(f"{label}: failed: {reason}", file=stream, flush=True)
         return "failed"
+    progress.close()  # already closed by the summary record, unless training was skipped
     metrics = {k: summary.get(k) for k in SUMMARY_KEYS if k not in ("status", "reason")}
     metrics["metrics"] = summary.get("metrics", {})
     ledger.finish(trial.trial_id, summary["status"], reason=summary.get("reason", ""),
