@@ -80,6 +80,10 @@ def _fmt(mean: float, half: float, digits: int = 4) -> str:
     return f"{mean:.{digits}g}{ci}"
 
 
+def _plain(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 def _metric(trial: dict, key: str) -> float | None:
     s = trial["summary"] or trial["metrics"]
     value = s.get(key) if key in s else (s.get("metrics") or {}).get(key)
@@ -122,7 +126,7 @@ def ablation_table(meta: dict, trials: list[dict]) -> dict[str, Any]:
         row: dict[str, Any] = {
             "arm": a, "baseline": a == base, "seeds": f"{len(ts)}/{len(by_arm[a])}",
             "components": [slots[a].get(path) == n for _, path, n in comp_cols],
-            "values": [json.dumps(flat[a][k]) if k in flat[a] else "—" for k in value_keys],
+            "values": [_plain(flat[a][k]) if k in flat[a] else "—" for k in value_keys],
             "val_ppl": _fmt(*stats.mean_ci(list(ppl.values()))),
             "tokens_per_s": _fmt(*stats.mean_ci([_metric(t, "tokens_per_s") for t in ts]), 3),
             "num_params": next((f"{int(p):,}" for t in by_arm[a]
