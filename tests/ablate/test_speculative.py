@@ -22,9 +22,9 @@ MAX_LEN = 64
 NEW_TOKENS = 40
 
 
-def build(depth: int | None, seed: int = 0) -> Transformer:
+def build(depth: int | None, seed: int = 0, **fields) -> Transformer:
     torch.manual_seed(seed)
-    mtp = get("mtp", "mtp").Config(depth=depth) if depth else get("mtp", "none").Config()
+    mtp = get("mtp", "mtp").Config(depth=depth, **fields) if depth else get("mtp", "none").Config()
     return Transformer(tiny_model_config(mtp=mtp, max_seq_len=MAX_LEN))
 
 
@@ -87,9 +87,10 @@ def check_drafts_and_acceptance(model: Transformer, prompt_1T: torch.Tensor) -> 
     return stats
 
 
-@pytest.mark.parametrize("depth", [1, 2])
-def test_lossless_on_random_weights(depth):
-    model = build(depth, seed=depth).eval()
+@pytest.mark.parametrize("depth,hidden_input", [(1, "pre_norm"), (2, "pre_norm"),
+                                                (2, "post_norm")])
+def test_lossless_on_random_weights(depth, hidden_input):
+    model = build(depth, seed=depth, hidden_input=hidden_input).eval()
     p = prompts()
     assert torch.equal(speculative_generate(model, p, NEW_TOKENS), generate(model, p, NEW_TOKENS))
     check_drafts_and_acceptance(model, p[:1])

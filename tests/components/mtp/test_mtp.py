@@ -88,6 +88,13 @@ def test_total_loss_is_main_plus_lambda_mean_of_depths():
         torch.testing.assert_close(lw, lv * (10 - k) / 10)
 
 
+def test_hidden_input_pre_or_post_final_norm():
+    h = torch.randn(2, 5, 64)
+    pre, post = build(depth=1), build(depth=1, hidden_input="post_norm")
+    assert torch.equal(pre.mtp.main_hidden(h, pre), h)  # torchtitan: before the final norm
+    torch.testing.assert_close(post.mtp.main_hidden(h, post), post.final_norm(h))  # Megatron
+
+
 def test_per_depth_metrics_and_eval_mode():
     model = build(depth=2)
     idx, tgt = window(10, first=3)
