@@ -49,7 +49,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ablate.launch import format_table, run_sweep, trial_table
+    from ablate.launch import changed_finished, format_table, run_sweep, trial_table
     from ablate.report import render
     from ablate.sweep import load_sweep
 
@@ -59,6 +59,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         for r in rows:
             r["overrides"] = " ".join(f"{k}={v}" for k, v in r["overrides"].items())
         print(format_table(rows, ["arm", "seed", "trial_id", "state", "overrides"]))
+        if changed := changed_finished(sweep):
+            print(f"note: the spec changed {len(changed)} finished trial(s); `ablate run` will "
+                  "refuse without --force", file=sys.stderr)
         return 0
     status = run_sweep(sweep, workers=args.workers, force=args.force)
     path = render(sweep.run_dir, sweep.report_dir, sweep.report.get("title", ""))

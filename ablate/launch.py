@@ -185,6 +185,19 @@ def trial_table(sweep: Sweep) -> list[dict[str, Any]]:
     return out
 
 
+def changed_finished(sweep: Sweep) -> list[dict[str, Any]]:
+    """Finished ledger rows whose (arm, seed) now resolves to another trial (a changed spec)."""
+    if not ledger_path(sweep).exists():
+        return []
+    ledger = Ledger(ledger_path(sweep), readonly=True)
+    rows = ledger.rows()
+    ledger.close()
+    ids = {t.trial_id for t in sweep.trials}
+    keys = {(t.arm, t.seed) for t in sweep.trials}
+    return [r for r in rows if r["state"] in ("done", "diverged") and r["trial_id"] not in ids
+            and (r["arm"], r["seed"]) in keys]
+
+
 def format_table(rows: list[dict], columns: list[str]) -> str:
     """Plain aligned text table."""
     cells = [[str(r.get(c, "")) for c in columns] for r in rows]

@@ -63,6 +63,8 @@ def test_run_report_status_and_idempotent_rerun(tmp_path, monkeypatch, capsys):
     assert status["counts"]["done"] == 4 and len(status["trials"]) == 4
     assert cli.main(["run", str(sweep), "train.lr=0.01"]) == 2  # changes finished trials
     assert "--force" in capsys.readouterr().err
+    assert cli.main(["run", str(sweep), "train.lr=0.01", "--dry-run"]) == 0
+    assert "changed 4 finished trial(s)" in capsys.readouterr().err
     (tmp_path / "reports/t/index.html").unlink()
     assert cli.main(["report", str(sweep)]) == 0
     assert (tmp_path / "reports/t/index.html").exists()
