@@ -78,6 +78,8 @@ def test_token_budget_converts_to_equal_steps(tmp_path):
     ({"arms": {"a": {}, "b": {}}}, "arms.b", "same config"),
     ({"budget": {"epochs": 3}}, "budget", "steps: N"),
     ({"name": "a b"}, "name", "letters"),
+    ({"plugins": ["no_such_plugin_module"]}, "plugins", "could not be imported"),
+    ({"tracking": {"wandb": "sometimes"}}, "tracking.wandb", "must be one of"),
 ])
 def test_errors_name_sweep_file_and_key(tmp_path, extra, key, text):
     path = write_sweep(tmp_path, **extra)
