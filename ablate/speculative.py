@@ -139,15 +139,22 @@ def compare_decoding(model: nn.Module, prompts_NT: torch.Tensor,
     tokens/s of both, their ratio `spec_speedup` and `spec_identical` (1.0 when every
     speculative output equals the plain greedy one, as it must).
     """
+    def sync() -> None:  # GPU work is asynchronous: wait for it before reading the clock
+        if prompts_NT.is_cuda:
+            torch.cuda.synchronize(prompts_NT.device)
+
     warm_1T = prompts_NT[:1, : min(4, prompts_NT.shape[1])]
     generate(model, warm_1T, 2)  # first-call allocations out of the timings
     speculative_generate(model, warm_1T, 2)
+    sync()
     t0 = time.perf_counter()
     plain = [generate(model, p[None], max_new_tokens) for p in prompts_NT]
+    sync()
     plain_s = time.perf_counter() - t0
     stats = SpecStats()
     t0 = time.perf_counter()
     spec = [speculative_generate(model, p[None], max_new_tokens, stats=stats) for p in prompts_NT]
+    sync()
     spec_s = time.perf_counter() - t0
     num_tokens = len(prompts_NT) * max_new_tokens
     out = {f"spec_accept_d{k + 1}": a for k, a in enumerate(stats.acceptance())}
