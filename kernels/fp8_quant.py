@@ -228,9 +228,12 @@ def _quant_tiles_ref(x: torch.Tensor, block: tuple[int, int], scale_fmt: str | N
     pow2 = _check_fmt(scale_fmt)
     (rows, cols), (br, bc) = x.shape, block
     nr, nc = -(-rows // br), -(-cols // bc)
-    xp = torch.zeros(nr * br, nc * bc, dtype=torch.float32, device=x.device)
-    xp[:rows, :cols] = x.float()
-    tiles = xp.view(nr, br, nc, bc)
+    if rows % br or cols % bc:
+        xp = torch.zeros(nr * br, nc * bc, dtype=torch.float32, device=x.device)
+        xp[:rows, :cols] = x
+    else:  # no padding needed: tile a view (the emulation's hot path)
+        xp = x.float()
+    tiles = xp.reshape(nr, br, nc, bc)
     s = tiles.abs().amax(dim=(1, 3)).clamp_min(AMAX_MIN) / FP8_E4M3_MAX  # (nr, nc)
     if pow2:
         s = _pow2_ceil(s)
@@ -260,8 +263,15 @@ def dequant_ref(q: torch.Tensor, s: torch.Tensor, block: tuple[int, int] = (1, T
     `block` is (1, 128) for activation tiles and (128, 128) for weight blocks. Pure torch,
     exact, so the FP8 linear also uses it on GPUs to re-tile cached activations.
     """
+    if q.dim() == 1:
+        return dequant_ref(q[None], s[None], block)[0]
     br, bc = block
-    full = s.repeat_interleave(bc, dim=-1)[..., : q.shape[-1]]
+    rows, cols = q.shape[-2:]
+    if cols % bc == 0 and rows % br == 0:  # broadcast over a tiled view, no expanded scales
+        lead = q.shape[:-2]
+        tiles = q.float().reshape(*lead, rows // br, br, cols // bc, bc)
+        return (tiles * s[..., :, None, :, None]).reshape(q.shape)
+    full = s.repeat_interleave(bc, dim=-1)[..., :cols]
     if br > 1:
-        full = full.repeat_interleave(br, dim=-2)[..., : q.shape[-2], :]
+        full = full.repeat_interleave(br, dim=-2)[..., :rows, :]
     return q.float() * full

@@ -20,7 +20,7 @@ from tests.conftest import REPO, tiny_model_config
 
 FP8_REL = (0.01, 0.06)  # relative Frobenius error of each FP8 GEMM vs fp32 (two E4M3 operands)
 EXACT_REL = 1e-6  # same quantized operands, different fp32 accumulation order
-LOSS_TOL = 0.02  # verified: FP8 final train loss within 2% of the BF16 run's (tiny model)
+LOSS_TOL = 0.01  # FP8 vs BF16 final losses; measured gap 0.16% (train), 0.19% (val)
 CPU = torch.device("cpu")
 
 
@@ -176,7 +176,8 @@ def test_triton_kernels_match_emulation():
 
 def test_autocast_dtypes_and_bf16_moments():
     prec = _fp8()
-    model = prec.apply(Transformer(tiny_model_config(dim=128)))
+    with pytest.warns(UserWarning, match="head"):
+        model = prec.apply(Transformer(tiny_model_config(dim=128)))
     layer = model.blocks[0].ffn.mlp.w2
     x = torch.randn(2, 8, layer.in_features, requires_grad=True)
     with prec.autocast():
