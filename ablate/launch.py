@@ -42,10 +42,12 @@ class _Plain:
 
 
 def ledger_path(sweep: Sweep) -> Path:
+    """`runs/<name>/ledger.sqlite`."""
     return sweep.run_dir / LEDGER
 
 
 def counts(rows: list[dict]) -> dict[str, int]:
+    """Number of ledger rows per state."""
     return {s: sum(r["state"] == s for r in rows) for s in STATE_ORDER}
 
 

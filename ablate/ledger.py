@@ -79,6 +79,7 @@ class Ledger:
     # ------------------------------------------------------------------ spec and rows
 
     def meta(self) -> dict[str, Any]:
+        """The stored spec of the last `sync` (name, arms, baseline, sweep text, ...)."""
         return {r["key"]: json.loads(r["value"]) for r in self.db.execute("SELECT * FROM meta")}
 
     def sync(self, sweep, *, force: bool = False, extra_meta: dict | None = None) -> list[str]:
@@ -126,6 +127,7 @@ class Ledger:
         return [r["trial_id"] for r in changed]
 
     def rows(self, *, active_only: bool = True) -> list[dict[str, Any]]:
+        """Trial rows in insertion order, JSON columns decoded."""
         sql = "SELECT * FROM trials" + (" WHERE active = 1" if active_only else "")
         out = []
         for r in self.db.execute(sql + " ORDER BY rowid"):

@@ -46,4 +46,5 @@ def paired_test(arm: dict[int, float], baseline: dict[int, float]) -> tuple[floa
 
 
 def significant(p: float) -> bool:
+    """Whether a p-value is below the report's significance level."""
     return math.isfinite(p) and p < ALPHA
