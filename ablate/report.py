@@ -155,7 +155,8 @@ def ablation_table(meta: dict, trials: list[dict]) -> dict[str, Any]:
 
 def _png(fig) -> str:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=FIG_DPI, bbox_inches="tight")
+    # No "Software" tag: it would embed matplotlib's web address in every image.
+    fig.savefig(buf, format="png", dpi=FIG_DPI, metadata={"Software": None})
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import json
 import re
@@ -100,6 +101,8 @@ def test_rendered_report_is_self_contained_and_escaped(tmp_path, monkeypatch):
     text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", html)
     assert not re.search(r"https?:|url\(|<link|@import|//[a-z]", text), "loads from the network"
     assert len(links) == 3  # val-loss curves, throughput, the expert_load heat map
+    for link in links:
+        assert b"http" not in base64.b64decode(link.split(",", 1)[1])
     assert "expert_load (per index)" in html
     for header in ("val ppl", "p (paired)", "val loss gap vs baseline", "tokens/s", "params",
                    "kv_bytes_per_token", "model.ffn.hidden_dim", "precision backend"):
