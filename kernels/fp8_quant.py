@@ -249,7 +249,8 @@ def act_quant_ref(x: torch.Tensor, scale_fmt: str | None = None):
 
 def act_quant_t_ref(x: torch.Tensor, scale_fmt: str | None = None):
     """PyTorch reference of `act_quant_t` (128x1 tiles of x, returned as x^T in 1x128)."""
-    return _quant_tiles_ref(x.t(), (1, TILE), scale_fmt)
+    q, s = _quant_tiles_ref(x, (TILE, 1), scale_fmt)  # tile in place: no strided reductions
+    return q.t().contiguous(), s.t().contiguous()
 
 
 def weight_quant_ref(w: torch.Tensor, scale_fmt: str | None = None):
