@@ -152,13 +152,17 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = True,
     start = 0
     ckpt_path = out / CHECKPOINT
     metrics_path = out / "metrics.jsonl"
+    history: list[dict] = []  # records kept from before a resume
     if resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if ckpt["config_hash"] != config_hash(cfg):
+            raise ValueError(f"{ckpt_path} belongs to config {ckpt['config_hash']}, not "
+                             f"{config_hash(cfg)}; use another output directory or --restart")
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         _set_rng_state(ckpt["rng"])
         start = ckpt["step"]
-        _truncate_metrics(metrics_path, start)
+        history = _truncate_metrics(metrics_path, start)
     elif metrics_path.exists():
         metrics_path.unlink()
     log_f = metrics_path.open("a")
@@ -174,7 +178,13 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = True,
                  "step": step, "config_hash": config_hash(cfg)}
         _atomic_write(ckpt_path, lambda p: torch.save(state, p))
 
-    status, reason, last_eval, loss_val = "done", "", {}, float("nan")
+    # A resumed run starts from the last logged values (all of them when it resumes at the end).
+    status, reason = "done", ""
+    loss_val = next((r["loss"] for r in reversed(history) if "loss" in r), float("nan"))
+    last_eval = next(({k: v for k, v in r.items() if k.startswith("val_")}
+                      for r in reversed(history) if "val_loss" in r), {})
+    logged_tps = next((r["tokens_per_s"] for r in reversed(history) if r.get("tokens_per_s")),
+                      None)
     timed_s, timed_tokens, train_s = 0.0, 0, 0.0  # train_s: all step time, evals excluded
     tokens_per_step = cfg.data.batch_size * cfg.data.seq_len * tc.grad_accum
     model.train()
@@ -244,7 +254,7 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = True,
         "status": status, "reason": reason, "steps": step, "seed": tc.seed,
         "config_hash": config_hash(cfg), "train_loss": loss_val,
         "val_loss": last_eval.get("val_loss"), "val_ppl": last_eval.get("val_ppl"),
-        "tokens_per_s": timed_tokens / timed_s if timed_s else None,
+        "tokens_per_s": timed_tokens / timed_s if timed_s else logged_tps,
         "num_params": model.num_params(), "num_params_non_embedding":
             model.num_params(non_embedding=True),
         "peak_mem_mb": _peak_mem_mb(device), "wall_s": time.perf_counter() - t_start,
@@ -292,10 +302,11 @@ class _InterruptFlag:
             self.previous = None
 
 
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop records past the checkpoint so a resumed run logs each step once."""
+def _truncate_metrics(path: Path, step: int) -> list[dict]:
+    """Drop records past the checkpoint so a resumed run logs each step once; return the rest."""
     if not path.exists():
-        return
-    keep = [line for line in path.read_text().splitlines()
-            if line.strip() and json.loads(line).get("step", 0) <= step]
-    _atomic_write(path, lambda p: p.write_text("".join(line + "\n" for line in keep)))
+        return []
+    keep = [r for r in map(json.loads, filter(str.strip, path.read_text().splitlines()))
+            if r.get("step", 0) <= step]
+    _atomic_write(path, lambda p: p.write_text("".join(json.dumps(r) + "\n" for r in keep)))
+    return keep

@@ -106,3 +106,14 @@ def test_ctrl_c_saves_a_checkpoint_at_the_finished_step(tmp_path):
     import torch
 
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["step"] == 25
+
+
+def test_resume_at_the_last_step_keeps_results(tmp_path):
+    cfg = load_config(TINY, [*FAST, "train.steps=10", "train.eval_every=5"])
+    first = train(cfg, tmp_path)
+    (tmp_path / "summary.json").unlink()  # killed after the last checkpoint, before the summary
+    again = train(cfg, tmp_path)
+    for key in ("val_loss", "val_ppl", "train_loss", "tokens_per_s"):
+        assert again[key] == first[key], key
+    with pytest.raises(ValueError, match="belongs to config"):
+        train(load_config(TINY, [*FAST, "train.steps=10", "train.seed=5"]), tmp_path)
