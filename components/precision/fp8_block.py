@@ -3,6 +3,7 @@ E4M3 (DeepSeek-V3, arXiv 2412.19437 §3.3, App. B); everything else runs as in `
 
 Fprop y = x W^T: x in 1x128 tiles x W in 128x128 blocks. Dgrad dx = dy W: dy in 1x128 tiles x
 W in 128x128 blocks. Wgrad dW = dy^T x: both in 128x1 tiles (per channel, per 128 tokens).
+Only nn.Linear modules are swapped (stacked MoE expert weights stay in bf16).
 Shapes: M tokens (batch x time), K input features, N output features.
 """
 
