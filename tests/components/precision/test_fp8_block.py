@@ -32,12 +32,12 @@ def _fp8(**changes) -> FP8Block:
     return FP8Block(dataclasses.replace(FP8Block.Config(backend="emulation"), **changes), CPU)
 
 
-def _layer(lin: nn.Linear, backend: str = "emulation", ops=None, cache: bool = True):
+def _layer(lin: nn.Linear, backend: str = "emulation", ops=None, cache: bool = True, fmt=None):
     return FP8Linear(
         lin,
         ops or _ops(backend),
         backend=backend,
-        scale_fmt=None,
+        scale_fmt=fmt,
         cache_fp8=cache,
         stats=QuantStats(),
         stats_every=1,
@@ -142,11 +142,11 @@ def test_recipe_tilings_check_19():
     ]
 
 
-@pytest.mark.parametrize("bias", [False, True])
-def test_gradients_vs_fp32_autograd(bias):
+@pytest.mark.parametrize("bias,fmt", [(False, None), (True, None), (False, "ue8m0")])
+def test_gradients_vs_fp32_autograd(bias, fmt):
     lin = nn.Linear(256, 384, bias=bias)
     x = torch.randn(2, 96, 256)
-    y, dx, dw = _fwd_bwd(_layer(lin), x, lin)
+    y, dx, dw = _fwd_bwd(_layer(lin, fmt=fmt), x, lin)
     db = lin.bias.grad.clone() if bias else None
     if bias:
         lin.bias.grad = None
