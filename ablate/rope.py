@@ -18,7 +18,9 @@ YARN_MSCALE_SLOPE = 0.1  # m = 0.1 * mscale * ln(factor) + 1 [V3 §4.3]
 
 def rope_table(rot_dim: int, max_len: int, theta: float,
                freqs_P: torch.Tensor | None = None) -> torch.Tensor:
-    """Complex rotations e^{i pos f}, shape (max_len, rot_dim/2), complex64.
+    """Rotations e^{i pos f} as (cos, sin) pairs, shape (max_len, rot_dim/2, 2), fp32.
+
+    Stored as real numbers so `module.to(dtype)` cannot drop the imaginary part.
 
     `freqs_P` replaces the plain frequencies (e.g. YaRN-scaled ones).
     """
@@ -27,14 +29,14 @@ def rope_table(rot_dim: int, max_len: int, theta: float,
     if freqs_P is None:
         freqs_P = theta ** (-torch.arange(0, rot_dim, 2, dtype=torch.float64) / rot_dim)
     angles_TP = torch.outer(torch.arange(max_len, dtype=torch.float64), freqs_P.double())
-    return torch.polar(torch.ones_like(angles_TP), angles_TP).to(torch.complex64)
+    return torch.stack((angles_TP.cos(), angles_TP.sin()), dim=-1).float()
 
 
 def apply_rope(x_BTHR: torch.Tensor, rot_TP: torch.Tensor,
                layout: str = "interleaved") -> torch.Tensor:
     """Rotate the last dim of x (B, T, H, R) by `rot_TP`, already sliced to x's positions."""
     dtype = x_BTHR.dtype
-    rot = rot_TP[:, None, :]  # broadcast over heads
+    rot = torch.view_as_complex(rot_TP.float().contiguous())[:, None, :]  # broadcast over heads
     if layout == "interleaved":
         xc = torch.view_as_complex(x_BTHR.float().unflatten(-1, (-1, 2)))
         return torch.view_as_real(xc * rot).flatten(-2).to(dtype)

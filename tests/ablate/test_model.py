@@ -66,3 +66,12 @@ def test_cached_decode_matches_full_forward():
 def test_vocab_size_required():
     with pytest.raises(ValueError, match="vocab_size"):
         Transformer(tiny_model_config(vocab_size=0))
+
+
+def test_rope_table_survives_a_dtype_cast():
+    model = Transformer(tiny_model_config()).eval()
+    idx = torch.randint(0, 37, (2, 12))
+    with torch.no_grad():
+        ref = model(idx)[0]
+        out = model.to(torch.bfloat16)(idx)[0].float()
+    assert (out - ref).abs().max() < 0.05 * ref.abs().max()
