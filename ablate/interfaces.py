@@ -98,7 +98,12 @@ class Attention(Component):
                     torch.float32)
 
     def metrics(self) -> dict[str, float]:
-        """KV-cache size per token from the real cache buffers, at the run's dtype and BF16."""
+        """KV-cache size per token from the real cache buffers, at the run's dtype and BF16.
+
+        Static sizes: reported in train mode only, so eval passes do not repeat them.
+        """
+        if not self.training:
+            return {}
         per_layer = self.kv_cache_bytes_per_token(self.cache_dtype())
         elems = sum(t.numel() for t in self.new_cache(1, 1, torch.float32, "meta").values())
         return {"kv_cache_bytes_per_token_per_layer": per_layer,
