@@ -73,11 +73,16 @@ def load_trials(ledger: Ledger) -> list[dict[str, Any]]:
     return trials
 
 
+def _num(x: float, digits: int) -> str:
+    """Large values with thousands separators, small ones with `digits` significant digits."""
+    return f"{x:,.0f}" if abs(x) >= 10 ** (digits - 1) else f"{x:.{digits}g}"
+
+
 def _fmt(mean: float, half: float, digits: int = 4) -> str:
     if not math.isfinite(mean):
         return "–"
-    ci = f" ± {half:.2g}" if math.isfinite(half) else ""
-    return f"{mean:.{digits}g}{ci}"
+    ci = f" ± {_num(half, 2)}" if math.isfinite(half) and half > 0 else ""
+    return f"{_num(mean, digits)}{ci}"
 
 
 def _plain(value: Any) -> str:
@@ -147,6 +152,7 @@ def ablation_table(meta: dict, trials: list[dict]) -> dict[str, Any]:
             gaps = [100 * (loss[s] - base_loss[s]) / base_loss[s] for s in loss
                     if s in base_loss and loss[s] is not None and base_loss[s]]
             row["gap"] = _fmt(*stats.mean_ci(gaps), 3) + " %" if gaps else "–"
+        row["settings"] = [(k, v) for k, v in zip(value_keys, row["values"]) if v != "—"]
         rows.append(row)
     return {"component_cols": [c[0] for c in comp_cols], "value_cols": value_keys,
             "metric_cols": metric_keys, "rows": rows,
