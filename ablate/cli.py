@@ -101,6 +101,19 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_generate(args: argparse.Namespace) -> int:
+    import torch
+
+    from ablate.generate import generate, load_trial
+
+    model, tokenizer = load_trial(args.trial)
+    prompt = torch.tensor([tokenizer.encode(args.prompt)])
+    ids = generate(model, prompt, args.tokens, temperature=args.temperature, top_k=args.top_k,
+                   seed=args.seed, speculative=args.speculative)
+    print(tokenizer.decode(ids[0].tolist()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ablate", description="Ablation studies of LLM components.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -135,6 +148,16 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="re-render a sweep's HTML report from its ledger")
     rp.add_argument("sweep", help="sweep YAML file")
     rp.set_defaults(func=cmd_report)
+
+    g = sub.add_parser("generate", help="sample text from a trained trial's checkpoint")
+    g.add_argument("trial", help="trial directory (holds config.yaml and checkpoint.pt)")
+    g.add_argument("--prompt", default="\n", help="text to continue")
+    g.add_argument("--tokens", type=int, default=200, help="new tokens to generate")
+    g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    g.add_argument("--top-k", type=int, default=0, help="sample from the k most likely (0 = all)")
+    g.add_argument("--seed", type=int, default=None, help="seed for sampling")
+    g.add_argument("--speculative", choices=["mtp"], help="draft with the MTP heads (greedy)")
+    g.set_defaults(func=cmd_generate)
     return p
 
 

@@ -8,6 +8,8 @@ to move `start_pos` back: no cache rollback is needed. Shapes: B batch, T time, 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -93,3 +95,18 @@ def generate(model: nn.Module, prompt_ids_BT: torch.Tensor, max_new_tokens: int,
     finally:
         model.train(was_training)
     return ids_BT
+
+
+def load_trial(trial_dir: str | Path, device: str = "cpu"):
+    """The trained model (eval mode) and tokenizer of a trial directory's last checkpoint."""
+    from ablate.config import load_config
+    from ablate.trainer import CHECKPOINT, build
+
+    trial = Path(trial_dir)
+    if not (trial / CHECKPOINT).is_file():
+        raise ValueError(f"{trial}: no {CHECKPOINT} (is this a trial directory?)")
+    cfg = load_config(trial / "config.yaml")
+    corpus, model, _ = build(cfg, torch.device(device))
+    state = torch.load(trial / CHECKPOINT, map_location=device, weights_only=False)["model"]
+    model.load_state_dict(state)
+    return model.eval(), corpus.tokenizer

@@ -79,3 +79,25 @@ def test_argument_errors():
         generate(model, torch.zeros(1, 30, dtype=torch.long), 3)
     with pytest.raises(ValueError, match="temperature"):
         generate(model, torch.zeros(1, 3, dtype=torch.long), 3, temperature=-1.0)
+
+
+def test_cli_generate_from_a_trained_trial(tmp_path):
+    import subprocess
+    import sys
+
+    from ablate.config import load_config
+    from ablate.trainer import train
+    from tests.conftest import REPO
+
+    cfg = load_config(REPO / "sweeps" / "base" / "tiny.yaml",
+                      ["train.steps=5", "model.max_seq_len=64", "data.seq_len=32"])
+    train(cfg, tmp_path)
+    run = [sys.executable, "-m", "ablate", "generate", str(tmp_path), "--prompt", "def ",
+           "--tokens", "20"]
+    out = subprocess.run(run, cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert out.startswith("def ") and len(out.rstrip("\n")) >= 4 + 1
+    again = subprocess.run(run, cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert out == again  # greedy is deterministic
+    bad = subprocess.run([sys.executable, "-m", "ablate", "generate", str(tmp_path / "x")],
+                         cwd=REPO, capture_output=True, text=True)
+    assert bad.returncode == 2 and "no checkpoint.pt" in bad.stderr
