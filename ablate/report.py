@@ -159,6 +159,33 @@ def ablation_table(meta: dict, trials: list[dict]) -> dict[str, Any]:
             "show_precision": any(r["precision"] for r in rows)}
 
 
+def precision_table(meta: dict, trials: list[dict]) -> dict[str, Any]:
+    """Per arm: what each precision transform recorded (backend, tiles, error statistics).
+
+    Text facts are shown as recorded; numbers as mean +- CI over the arm's finished seeds.
+    """
+    arms = [a for a in meta["arms"] if any(t["arm"] == a for t in trials)]
+    done = {a: [t for t in trials if t["arm"] == a and t["state"] == "done"] for a in arms}
+    flat = {a: [_flatten((t["summary"] or {}).get("precision") or {}) for t in done[a]]
+            for a in arms}
+    keys = sorted({k for fs in flat.values() for f in fs for k in f})
+    if not any(isinstance(v, (int, float)) for fs in flat.values() for f in fs
+               for v in f.values()):
+        return {}
+    rows = []
+    for a in arms:
+        cells = []
+        for k in keys:
+            values = [f[k] for f in flat[a] if k in f]
+            if values and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                              for v in values):
+                cells.append(_fmt(*stats.mean_ci([float(v) for v in values]), 3))
+            else:
+                cells.append(", ".join(sorted({_plain(v) for v in values})) or "–")
+        rows.append({"arm": a, "cells": cells})
+    return {"cols": keys, "rows": rows}
+
+
 def _png(fig) -> str:
     buf = io.BytesIO()
     # No "Software" tag: it would embed matplotlib's web address in every image.
@@ -300,6 +327,7 @@ def render(run_dir: str | Path, out_dir: str | Path, title: str = "") -> Path:
     html = env.get_template(TEMPLATE).render(
         name=meta.get("name", ""), title=title or f"Ablation report: {meta.get('name', '')}",
         baseline=meta.get("baseline", ""), table=ablation_table(meta, trials),
+        precision=precision_table(meta, trials),
         charts=charts(meta, trials), problems=problems, trials=trials,
         repro=repro_block(meta, trials), alpha=stats.ALPHA, confidence=stats.CONFIDENCE,
         counts={s: sum(t["state"] == s for t in trials)

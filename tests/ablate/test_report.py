@@ -67,7 +67,8 @@ def _fake_outputs(path: Path, seed: int, arm_index: int) -> dict:
     (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     summary = {"status": "done", "reason": "", "val_loss": 2.0 + seed / 50 - arm_index / 10,
                "val_ppl": 7.0 + seed / 10 - arm_index, "tokens_per_s": 900.0 + seed,
-               "num_params": 1000 + arm_index, "precision": {"backend": "fake<fp8>"},
+               "num_params": 1000 + arm_index, "precision": {"backend": "fake<fp8>",
+                                                               "quant_error": {"w_err": 0.025}},
                "metrics": {"kv_bytes_per_token": 256.0 * (arm_index + 1)},
                "git_rev": "abc123", "git_dirty": True, "versions": {"torch": "9.9"},
                "hardware": {"cpu": "test-cpu"}}
@@ -104,11 +105,12 @@ def test_rendered_report_is_self_contained_and_escaped(tmp_path, monkeypatch):
     for link in links:
         assert b"http" not in base64.b64decode(link.split(",", 1)[1])
     assert "expert_load (per index)" in html
+    plain = html.replace("<wbr>", "")  # long headers may break after underscores
     for header in ("val ppl", "p (paired)", "val loss gap vs baseline", "tokens/s", "params",
                    "kv_bytes_per_token", "settings", "precision backend"):
-        plain = html.replace("<wbr>", "")  # long headers may break after underscores
         assert f"<th>{header}" in plain or f">{header}<" in plain, header
     assert "model.ffn.hidden_dim=" in html
+    assert 'id="precision"' in html and "quant_error.w_err" in plain and ">0.025<" in html
     assert "abc123 (dirty)" in html and "test-cpu" in html and sweep.trials[0].trial_id in html
     assert "n=1, no test" in html  # one seed of the second arm finished
     with (sweep.report_dir / "results.csv").open() as f:
