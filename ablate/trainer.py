@@ -29,6 +29,7 @@ from ablate.interfaces import components
 from ablate.model import Transformer
 
 CHECKPOINT = "checkpoint.pt"
+TRAIN_KEYS = ("step", "loss", "lr", "grad_norm", "train_s", "tokens_per_s")  # not metrics
 TIMING_SKIP = 5  # first steps excluded from tokens/s (allocator and cache warm-up)
 Callback = Callable[[dict[str, Any]], None]
 
@@ -185,6 +186,9 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = True,
                       for r in reversed(history) if "val_loss" in r), {})
     logged_tps = next((r["tokens_per_s"] for r in reversed(history) if r.get("tokens_per_s")),
                       None)
+    # Component metrics of the last train log row (counters reset when read, so keep them).
+    last_metrics = next(({k: v for k, v in r.items() if k not in TRAIN_KEYS and "/" not in k}
+                         for r in reversed(history) if "loss" in r), {})
     timed_s, timed_tokens, train_s = 0.0, 0, 0.0  # train_s: all step time, evals excluded
     tokens_per_step = cfg.data.batch_size * cfg.data.seq_len * tc.grad_accum
     model.train()
@@ -231,7 +235,9 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = True,
                       "train_s": train_s,
                       "tokens_per_s": timed_tokens / timed_s if timed_s else None}
             record.update({f"loss/{k}": v for k, v in extra_sums.items()})
-            record.update(collect_metrics(model))
+            metrics = collect_metrics(model)
+            record.update(metrics)
+            last_metrics = {k: v for k, v in metrics.items() if "/" not in k}
             emit(record)
         if step % tc.eval_every == 0 or step == tc.steps:
             last_eval = evaluate(model, corpus, cfg, precision)
@@ -259,7 +265,7 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = True,
             model.num_params(non_embedding=True),
         "peak_mem_mb": _peak_mem_mb(device), "wall_s": time.perf_counter() - t_start,
         "resumed_from": start, "device": str(device), "vocab_size": model.cfg.vocab_size,
-        "metrics": {**collect_metrics(model), **last_eval, **final},
+        "metrics": {**last_metrics, **last_eval, **final},
         "precision": precision.summary(), "data": corpus.info,
         **{k: v for k, v in repro.git_info().items() if k != "git_diff"},
         "versions": repro.versions(), "hardware": repro.hardware(),

@@ -117,3 +117,12 @@ def test_resume_at_the_last_step_keeps_results(tmp_path):
         assert again[key] == first[key], key
     with pytest.raises(ValueError, match="belongs to config"):
         train(load_config(TINY, [*FAST, "train.steps=10", "train.seed=5"]), tmp_path)
+
+
+def test_summary_keeps_the_last_logged_component_metrics(tmp_path):
+    cfg = load_config(TINY, [*FAST, "train.steps=10", "train.log_every=5"])
+    summary = train(cfg, tmp_path)
+    last = [r for r in rows(tmp_path) if "loss" in r][-1]
+    assert summary["metrics"]["kv_cache_bytes_per_token"] == last["kv_cache_bytes_per_token"]
+    resumed = train(cfg, tmp_path)  # resuming at the end reads them back from metrics.jsonl
+    assert resumed["metrics"]["kv_cache_bytes_per_token"] == last["kv_cache_bytes_per_token"]
