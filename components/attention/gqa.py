@@ -17,7 +17,7 @@ from torch import nn
 from ablate.interfaces import Attention, BuildContext
 from ablate.registry import register
 from ablate.rope import apply_rope, rope_table
-from components.attention.mha import causal_attention
+from components.attention.mha import causal_attention, update_cache
 
 
 def grouped_causal_attention(q_BHTK: torch.Tensor, k_BGSK: torch.Tensor, v_BGSV: torch.Tensor,
@@ -87,9 +87,7 @@ class GQA(Attention):
         rot_TP = self.rope_TP[start_pos:start_pos + T]
         q_BTHK, k_BTGK = apply_rope(q_BTHK, rot_TP), apply_rope(k_BTGK, rot_TP)
         if cache is not None:
-            cache["k"][:B, start_pos:start_pos + T] = k_BTGK
-            cache["v"][:B, start_pos:start_pos + T] = v_BTGK
-            k_BTGK, v_BTGK = cache["k"][:B, :start_pos + T], cache["v"][:B, :start_pos + T]
+            k_BTGK, v_BTGK = update_cache(cache, start_pos, k=k_BTGK, v=v_BTGK)
         o_BHTK = grouped_causal_attention(q_BTHK.transpose(1, 2), k_BTGK.transpose(1, 2),
                                           v_BTGK.transpose(1, 2), start_pos,
                                           self.head_dim ** -0.5)

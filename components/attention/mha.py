@@ -28,6 +28,18 @@ def causal_attention(q_BHTK: torch.Tensor, k_BHSK: torch.Tensor, v_BHSV: torch.T
     return F.scaled_dot_product_attention(q_BHTK, k_BHSK, v_BHSV, attn_mask=mask_TS, scale=scale)
 
 
+def update_cache(cache: dict[str, torch.Tensor], start_pos: int,
+                 **new_BT: torch.Tensor) -> list[torch.Tensor]:
+    """Write each new (B, T, ...) entry at positions start_pos.. and return, in the same order,
+    the cached entries of every position so far: (B, start_pos + T, ...)."""
+    out = []
+    for name, x_BT in new_BT.items():
+        B, T = x_BT.shape[:2]
+        cache[name][:B, start_pos:start_pos + T] = x_BT
+        out.append(cache[name][:B, :start_pos + T])
+    return out
+
+
 @register("attention", "mha")
 class MHA(Attention):
     @dataclass(frozen=True, kw_only=True)
@@ -61,9 +73,7 @@ class MHA(Attention):
         rot_TP = self.rope_TP[start_pos:start_pos + T]
         q_BTHK, k_BTHK = apply_rope(q_BTHK, rot_TP), apply_rope(k_BTHK, rot_TP)
         if cache is not None:
-            cache["k"][:B, start_pos:start_pos + T] = k_BTHK
-            cache["v"][:B, start_pos:start_pos + T] = v_BTHK
-            k_BTHK, v_BTHK = cache["k"][:B, :start_pos + T], cache["v"][:B, :start_pos + T]
+            k_BTHK, v_BTHK = update_cache(cache, start_pos, k=k_BTHK, v=v_BTHK)
         o_BHTK = causal_attention(q_BTHK.transpose(1, 2), k_BTHK.transpose(1, 2),
                                   v_BTHK.transpose(1, 2), start_pos, self.head_dim ** -0.5)
         return self.wo(o_BHTK.transpose(1, 2).reshape(B, T, -1))

@@ -25,6 +25,7 @@ from ablate.interfaces import Attention, BuildContext
 from ablate.registry import register
 from ablate.rope import apply_rope, rope_table, yarn_freqs, yarn_softmax_multiplier
 from components.attention.gqa import grouped_causal_attention
+from components.attention.mha import update_cache
 
 
 @register("attention", "mla")
@@ -115,9 +116,7 @@ class MLA(Attention):
         q_BTHK = torch.cat((q_nope_BTHN, q_pe_BTHR), dim=-1)  # K = N + R
         k_BTHK = torch.cat((k_nope_BTHN, k_pe_BTHR), dim=-1)
         if cache is not None:
-            cache["k"][:B, start_pos:start_pos + T] = k_BTHK
-            cache["v"][:B, start_pos:start_pos + T] = v_BTHV
-            k_BTHK, v_BTHV = cache["k"][:B, :start_pos + T], cache["v"][:B, :start_pos + T]
+            k_BTHK, v_BTHV = update_cache(cache, start_pos, k=k_BTHK, v=v_BTHV)
         o_BHTV = grouped_causal_attention(q_BTHK.transpose(1, 2), k_BTHK.transpose(1, 2),
                                           v_BTHV.transpose(1, 2), start_pos, self.softmax_scale)
         return o_BHTV.transpose(1, 2)
@@ -135,9 +134,9 @@ class MLA(Attention):
         w_uk_HNC, w_uv_HVC = w_HXC[:, :N], w_HXC[:, N:]
         q_lat_BTHC = torch.einsum("bthn,hnc->bthc", q_nope_BTHN, w_uk_HNC)  # absorb W^UK
         q_BHTK = torch.cat((q_lat_BTHC, q_pe_BTHR), dim=-1).transpose(1, 2)  # K = C + R
-        kv_BSK = cache["latent_pe"]
-        kv_BSK[:B, start_pos:start_pos + T] = torch.cat((c_BTC, k_pe_BTR), dim=-1)
-        kv_B1SK = kv_BSK[:B, :start_pos + T].unsqueeze(1)
+        (kv_BSK,) = update_cache(cache, start_pos,
+                                 latent_pe=torch.cat((c_BTC, k_pe_BTR), dim=-1))
+        kv_B1SK = kv_BSK.unsqueeze(1)
         x_BHTC = grouped_causal_attention(q_BHTK, kv_B1SK, kv_B1SK, start_pos,
                                           self.softmax_scale)[..., :C]
         return torch.einsum("bhtc,hvc->bthv", x_BHTC, w_uv_HVC)  # absorb W^UV
