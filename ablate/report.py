@@ -248,8 +248,8 @@ def _heatmaps(arms: list[str], trials: list[dict]) -> list[dict[str, str]]:
     out = []
     for fam, indices in sorted(families.items()):
         n_idx = max(indices) + 1
-        fig = Figure(figsize=(7, 2.5 * len(arms)), layout="constrained")
-        for i, a in enumerate(arms):
+        grids: dict[str, tuple[list[int], list[list[float]]]] = {}  # arm -> (steps, grid)
+        for a in arms:
             cells: dict[int, list[list[float]]] = {}  # step -> per-index values over seeds
             for t in trials:
                 if t["arm"] != a:
@@ -259,20 +259,28 @@ def _heatmaps(arms: list[str], trials: list[dict]) -> list[dict[str, str]]:
                     if any(v is not None for v in vals):
                         cells.setdefault(r["step"], []).append(
                             [math.nan if v is None else float(v) for v in vals])
+            if cells:
+                steps = sorted(cells)
+                grids[a] = (steps, [[sum(v[j] for v in cells[s]) / len(cells[s])
+                                     for s in steps] for j in range(n_idx)])
+        finite = [v for _, g in grids.values() for row in g for v in row if math.isfinite(v)]
+        # One colour scale for every arm, so the panels compare directly.
+        vmin, vmax = (min(finite), max(finite)) if finite else (None, None)
+        fig = Figure(figsize=(7, 2.5 * len(arms)), layout="constrained")
+        for i, a in enumerate(arms):
             ax = fig.add_subplot(len(arms), 1, i + 1)
             ax.set(title=f"{fam} — {a}", ylabel="index")
-            if not cells:
+            if a not in grids:
                 ax.text(0.5, 0.5, "not logged", ha="center", va="center")
                 continue
-            steps = sorted(cells)
-            grid = [[sum(v[j] for v in cells[s]) / len(cells[s]) for s in steps]
-                    for j in range(n_idx)]
+            steps, grid = grids[a]
             half = (steps[1] - steps[0]) / 2 if len(steps) > 1 else 0.5  # cells centred on steps
             im = ax.imshow(grid, aspect="auto", origin="lower", interpolation="nearest",
-                           extent=(steps[0] - half, steps[-1] + half, -0.5, n_idx - 0.5))
+                           extent=(steps[0] - half, steps[-1] + half, -0.5, n_idx - 0.5),
+                           vmin=vmin, vmax=vmax)
             ax.set_xlabel("step")
             fig.colorbar(im, ax=ax)
-        out.append({"title": f"{fam} (per index)", "png": _png(fig)})
+        out.append({"title": f"{fam} (per index, one colour scale)", "png": _png(fig)})
     return out
 
 

@@ -104,7 +104,7 @@ def test_rendered_report_is_self_contained_and_escaped(tmp_path, monkeypatch):
     assert len(links) == 3  # val-loss curves, throughput, the expert_load heat map
     for link in links:
         assert b"http" not in base64.b64decode(link.split(",", 1)[1])
-    assert "expert_load (per index)" in html
+    assert "expert_load (per index, one colour scale)" in html
     plain = html.replace("<wbr>", "")  # long headers may break after underscores
     for header in ("val ppl", "p (paired)", "val loss gap vs baseline", "tokens/s", "params",
                    "kv_bytes_per_token", "settings", "precision backend"):
