@@ -182,11 +182,15 @@ def parse_overrides(overrides: list[str], source: str = "command line") -> list[
 
 def apply_overrides(data: dict, overrides: list[str], source: str = "command line") -> dict:
     """Apply Hydra-grammar overrides to a raw mapping: `k=v`, `+k=v`, `++k=v`, `~k`."""
+    return _apply_parsed(data, parse_overrides(overrides, source), source)
+
+
+def _apply_parsed(data: dict, parsed: list[Any], source: str) -> dict:
     from hydra.core.override_parser.types import OverrideType
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.create(data)
-    for ov in parse_overrides(overrides, source):
+    for ov in parsed:
         key = ov.key_or_group
         exists = OmegaConf.select(cfg, key, default="__missing__") != "__missing__"
         if ov.type == OverrideType.DEL:
@@ -330,9 +334,10 @@ def from_layers(layers: Layers, overrides: list[str] = ()) -> Config:
     """Merge layers, apply overrides, load plugins, validate into a `Config`."""
     data = layers.merged()
     if overrides:
-        data = apply_overrides(data, list(overrides))
+        parsed = parse_overrides(list(overrides))
+        data = _apply_parsed(data, parsed, "command line")
         touched: dict = {}  # the keys the overrides set, so errors name the command line
-        for ov in parse_overrides(list(overrides)):
+        for ov in parsed:
             node = touched
             *parents, leaf = ov.key_or_group.split(".")
             for part in parents:
