@@ -208,10 +208,6 @@ def _apply_parsed(data: dict, parsed: list[Any], source: str) -> dict:
 
 # ----------------------------------------------------------------------------- validation
 
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
 def _coerce(value: Any, tp: Any, key: str, src: str) -> Any:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     bad = ConfigError(src, key, f"expected {getattr(tp, '__name__', tp)}, got {value!r}")
@@ -275,7 +271,7 @@ def build_dataclass(cls: type, data: dict, prefix: str, layers: Layers) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(layers.source_of(prefix), prefix, f"expected a mapping, got {data!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = _hints(cls)
+    hints = typing.get_type_hints(cls)
     kwargs = {}
     for k, v in data.items():
         key = f"{prefix}.{k}" if prefix else str(k)
