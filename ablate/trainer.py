@@ -208,7 +208,8 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = True,
             for c in comps:
                 for k, v in c.extra_losses().items():
                     total = total + v
-                    extra_sums[k] = extra_sums.get(k, 0.0) + v.item() / tc.grad_accum
+                    # kept on the device; read only when logged (no sync per micro-batch)
+                    extra_sums[k] = extra_sums.get(k, 0.0) + v.detach() / tc.grad_accum
             (total / tc.grad_accum).backward()
             loss_sum += loss.item() / tc.grad_accum
         loss_val = loss_sum
@@ -234,7 +235,7 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = True,
             record = {"step": step, "loss": loss_val, "lr": lr, "grad_norm": grad_norm,
                       "train_s": train_s,
                       "tokens_per_s": timed_tokens / timed_s if timed_s else None}
-            record.update({f"loss/{k}": v for k, v in extra_sums.items()})
+            record.update({f"loss/{k}": float(v) for k, v in extra_sums.items()})
             metrics = collect_metrics(model)
             record.update(metrics)
             last_metrics = {k: v for k, v in metrics.items() if "/" not in k}
