@@ -20,8 +20,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "overrides.json").write_text(json.dumps(args.overrides))
     print(f"trial {config_hash(cfg)} -> {out}", file=sys.stderr)
-    summary = train(cfg, out, resume=not args.restart,
-                    callbacks=[TrialProgress(cfg.train.steps)])
+    summary = train(cfg, out, resume=not args.restart, callbacks=[TrialProgress(cfg.train.steps)])
     keys = ("status", "reason", "val_loss", "val_ppl", "tokens_per_s", "num_params")
     print(json.dumps({k: summary[k] for k in keys if summary.get(k) not in (None, "")}))
     return 0 if summary["status"] in ("done", "diverged") else 1
@@ -42,8 +41,9 @@ def cmd_list(args: argparse.Namespace) -> int:
             cls = registry.get(group, name)
             defaults = to_dict(cls.Config())
             defaults.pop("name", None)
-            fields = ", ".join(f"{f.name}={defaults[f.name]!r}"
-                               for f in dataclasses.fields(cls.Config))
+            fields = ", ".join(
+                f"{f.name}={defaults[f.name]!r}" for f in dataclasses.fields(cls.Config)
+            )
             print(f"  {name:<18} {fields}")
     return 0
 
@@ -60,8 +60,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             r["overrides"] = " ".join(f"{k}={v}" for k, v in r["overrides"].items())
         print(format_table(rows, ["arm", "seed", "trial_id", "state", "overrides"]))
         if changed := changed_finished(sweep):
-            print(f"note: the spec changed {len(changed)} finished trial(s); `ablate run` will "
-                  "refuse without --force", file=sys.stderr)
+            print(
+                f"note: the spec changed {len(changed)} finished trial(s); `ablate run` will "
+                "refuse without --force",
+                file=sys.stderr,
+            )
         return 0
     status = run_sweep(sweep, workers=args.workers, force=args.force)
     path = render(sweep.run_dir, sweep.report_dir, sweep.report.get("title", ""))
@@ -80,14 +83,23 @@ def cmd_status(args: argparse.Namespace) -> int:
     ledger.close()
     keys = ("arm", "seed", "trial_id", "state", "attempts", "path", "reason")
     if args.json:
-        print(json.dumps({"sweep": sweep.name, "counts": counts(rows),
-                          "trials": [{**{k: r[k] for k in keys}, "metrics": r["metrics"]}
-                                     for r in rows]}, indent=2, default=str))
+        print(
+            json.dumps(
+                {
+                    "sweep": sweep.name,
+                    "counts": counts(rows),
+                    "trials": [{**{k: r[k] for k in keys}, "metrics": r["metrics"]} for r in rows],
+                },
+                indent=2,
+                default=str,
+            )
+        )
         return 0
     for r in rows:
         r["val_loss"] = r["metrics"].get("val_loss", "")
-    print(format_table(rows, ["arm", "seed", "trial_id", "state", "attempts", "val_loss",
-                              "reason"]))
+    print(
+        format_table(rows, ["arm", "seed", "trial_id", "state", "attempts", "val_loss", "reason"])
+    )
     print(", ".join(f"{n} {s}" for s, n in counts(rows).items() if n))
     return 0
 
@@ -108,8 +120,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     model, tokenizer = load_trial(args.trial)
     prompt = torch.tensor([tokenizer.encode(args.prompt)])
-    ids = generate(model, prompt, args.tokens, temperature=args.temperature, top_k=args.top_k,
-                   seed=args.seed, speculative=args.speculative)
+    ids = generate(
+        model,
+        prompt,
+        args.tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        seed=args.seed,
+        speculative=args.speculative,
+    )
     print(tokenizer.decode(ids[0].tolist()))
     return 0
 
@@ -136,8 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("overrides", nargs="*", help="Hydra-style overrides applied to every arm")
     r.add_argument("--workers", type=int, default=1, help="local worker processes")
     r.add_argument("--dry-run", action="store_true", help="print the trial table; train nothing")
-    r.add_argument("--force", "--allow-changed", dest="force", action="store_true",
-                   help="run even if the spec changed finished trials (old ones go inactive)")
+    r.add_argument(
+        "--force",
+        "--allow-changed",
+        dest="force",
+        action="store_true",
+        help="run even if the spec changed finished trials (old ones go inactive)",
+    )
     r.set_defaults(func=cmd_run)
 
     st = sub.add_parser("status", help="print a sweep's trial ledger")

@@ -32,8 +32,9 @@ class ConfigError(ValueError):
 
 def slot(group: str, default: str) -> Any:
     """A dataclass field holding the config of a component from `group` (default `default`)."""
-    return field(default_factory=lambda: registry.get(group, default).Config(),
-                 metadata={"group": group})
+    return field(
+        default_factory=lambda: registry.get(group, default).Config(), metadata={"group": group}
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,6 +102,7 @@ class Config:
 
 # ----------------------------------------------------------------------------- raw layers
 
+
 class Layers:
     """Raw config mappings in merge order, each with its source (for error messages)."""
 
@@ -147,8 +149,9 @@ def read_yaml(path: Path) -> dict:
     return data
 
 
-def load_layers(path: str | Path, layers: Layers | None = None,
-                seen: tuple[Path, ...] = ()) -> Layers:
+def load_layers(
+    path: str | Path, layers: Layers | None = None, seen: tuple[Path, ...] = ()
+) -> Layers:
     """Read `path` and, first, the chain of `base:` files it extends."""
     layers = layers or Layers()
     path = Path(path).resolve()
@@ -175,8 +178,9 @@ def parse_overrides(overrides: list[str], source: str = "command line") -> list[
         raise ConfigError(source, "", f"bad override: {e}") from None
     for ov in parsed:
         if ov.is_sweep_override():
-            raise ConfigError(source, ov.key_or_group,
-                              f"'{ov.input_line}' is a sweep; put sweeps in a sweep file")
+            raise ConfigError(
+                source, ov.key_or_group, f"'{ov.input_line}' is a sweep; put sweeps in a sweep file"
+            )
     return parsed
 
 
@@ -208,6 +212,7 @@ def _apply_parsed(data: dict, parsed: list[Any], source: str) -> dict:
 
 # ----------------------------------------------------------------------------- validation
 
+
 def _coerce(value: Any, tp: Any, key: str, src: str) -> Any:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     bad = ConfigError(src, key, f"expected {getattr(tp, '__name__', tp)}, got {value!r}")
@@ -215,8 +220,12 @@ def _coerce(value: Any, tp: Any, key: str, src: str) -> Any:
         return value
     if origin is Literal:
         if value not in args:
-            raise ConfigError(src, key, f"must be one of {list(args)}, got {value!r}",
-                              difflib.get_close_matches(str(value), map(str, args)))
+            raise ConfigError(
+                src,
+                key,
+                f"must be one of {list(args)}, got {value!r}",
+                difflib.get_close_matches(str(value), map(str, args)),
+            )
         return value
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
@@ -252,17 +261,21 @@ def _build_slot(group: str, data: Any, key: str, layers: Layers, default: Any) -
     if isinstance(data, str):  # shorthand `attention: mla`
         data = {"name": data}
     if not isinstance(data, dict):
-        raise ConfigError(layers.source_of(key), key,
-                          f"expected a mapping with `name`, got {data!r}")
+        raise ConfigError(
+            layers.source_of(key), key, f"expected a mapping with `name`, got {data!r}"
+        )
     data = dict(data)
     name = data.pop("name", registry.name_of(default)[1])
     try:
         cls = registry.get(group, name)
     except ValueError:
         known = registry.names(group)
-        raise ConfigError(layers.source_of(f"{key}.name"), f"{key}.name",
-                          f"unknown {group} {name!r} (known: {', '.join(known)})",
-                          difflib.get_close_matches(str(name), known)) from None
+        raise ConfigError(
+            layers.source_of(f"{key}.name"),
+            f"{key}.name",
+            f"unknown {group} {name!r} (known: {', '.join(known)})",
+            difflib.get_close_matches(str(name), known),
+        ) from None
     return build_dataclass(cls.Config, data, key, layers)
 
 
@@ -278,8 +291,12 @@ def build_dataclass(cls: type, data: dict, prefix: str, layers: Layers) -> Any:
         if k not in fields:
             owner = registry.name_of_class(cls) if registry.is_config(cls) else ()
             where = f" for {'/'.join(owner)}" if owner else ""
-            raise ConfigError(layers.source_of(key), key, f"unknown key{where}",
-                              difflib.get_close_matches(str(k), list(fields)))
+            raise ConfigError(
+                layers.source_of(key),
+                key,
+                f"unknown key{where}",
+                difflib.get_close_matches(str(k), list(fields)),
+            )
         f = fields[k]
         if "group" in f.metadata:
             kwargs[k] = _build_slot(f.metadata["group"], v, key, layers, f.default_factory())
@@ -305,15 +322,21 @@ def _check(cfg: Config, layers: Layers) -> None:
         ("model.dim", m.dim > 0, "must be positive"),
         ("model.num_layers", m.num_layers > 0, "must be positive"),
         ("model.num_heads", m.num_heads > 0, "must be positive"),
-        ("data.seq_len", 0 < cfg.data.seq_len <= m.max_seq_len,
-         f"must be in 1..model.max_seq_len ({m.max_seq_len})"),
+        (
+            "data.seq_len",
+            0 < cfg.data.seq_len <= m.max_seq_len,
+            f"must be in 1..model.max_seq_len ({m.max_seq_len})",
+        ),
         ("data.batch_size", cfg.data.batch_size > 0, "must be positive"),
         ("data.val_fraction", 0 < cfg.data.val_fraction < 1, "must be in (0, 1)"),
         ("train.steps", cfg.train.steps > 0, "must be positive"),
         ("train.grad_accum", cfg.train.grad_accum > 0, "must be positive"),
         ("train.warmup_steps", cfg.train.warmup_steps >= 0, "must be >= 0"),
-        ("train.device", cfg.train.device in ("cpu", "cuda", "auto") or
-         cfg.train.device.startswith("cuda:"), "must be cpu, cuda, cuda:N or auto"),
+        (
+            "train.device",
+            cfg.train.device in ("cpu", "cuda", "auto") or cfg.train.device.startswith("cuda:"),
+            "must be cpu, cuda, cuda:N or auto",
+        ),
     ]:
         if not ok:
             raise ConfigError(layers.source_of(key), key, msg)
@@ -364,6 +387,7 @@ def from_dict(data: dict, source: str = "<dict>") -> Config:
 
 
 # ----------------------------------------------------------------------------- canonical form
+
 
 def to_dict(obj: Any) -> Any:
     """Canonical plain form: component slots become `{name, **fields}`, tuples lists."""

@@ -39,15 +39,22 @@ def load_corpus(cfg: DataConfig) -> Corpus:
     n_val = int(len(ids_N) * cfg.val_fraction)
     min_len = cfg.seq_len + 1
     if n_val < min_len or len(ids_N) - n_val < min_len:
-        raise ValueError(f"data: corpus of {len(ids_N)} tokens is too small for seq_len "
-                         f"{cfg.seq_len} with val_fraction {cfg.val_fraction}")
-    info = {**dataset.describe(), "num_tokens": len(ids_N), "num_val_tokens": n_val,
-            "vocab_size": tokenizer.vocab_size}
+        raise ValueError(
+            f"data: corpus of {len(ids_N)} tokens is too small for seq_len "
+            f"{cfg.seq_len} with val_fraction {cfg.val_fraction}"
+        )
+    info = {
+        **dataset.describe(),
+        "num_tokens": len(ids_N),
+        "num_val_tokens": n_val,
+        "vocab_size": tokenizer.vocab_size,
+    }
     return Corpus(tokenizer, ids_N[:-n_val], ids_N[-n_val:], info)
 
 
-def train_batch(corpus: Corpus, cfg: DataConfig, seed: int, step: int,
-                micro: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def train_batch(
+    corpus: Corpus, cfg: DataConfig, seed: int, step: int, micro: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Random windows for one micro-batch: (x_BT, y_BT) with y shifted by one."""
     g = torch.Generator().manual_seed((seed * _SEED_MIX + step) * _SEED_MIX + micro)
     starts_B = torch.randint(len(corpus.train_N) - cfg.seq_len - 1, (cfg.batch_size,), generator=g)
@@ -56,8 +63,9 @@ def train_batch(corpus: Corpus, cfg: DataConfig, seed: int, step: int,
     return win_BT[:, :-1], win_BT[:, 1:]
 
 
-def val_batches(corpus: Corpus, cfg: DataConfig, batch_size: int = 64
-                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def val_batches(
+    corpus: Corpus, cfg: DataConfig, batch_size: int = 64
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Non-overlapping held-out windows in order, `batch_size` at a time."""
     T = cfg.seq_len
     num = (len(corpus.val_N) - 1) // T

@@ -14,8 +14,13 @@ import torch
 from torch import nn
 
 
-def sample_next(logits_BV: torch.Tensor, *, temperature: float = 0.0, top_k: int = 0,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_next(
+    logits_BV: torch.Tensor,
+    *,
+    temperature: float = 0.0,
+    top_k: int = 0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Next token ids (B,) from last-position logits: greedy at temperature 0, else sampled.
 
     Args:
@@ -42,9 +47,17 @@ def model_dtype(model: nn.Module) -> torch.dtype:
 
 
 @torch.no_grad()
-def generate(model: nn.Module, prompt_ids_BT: torch.Tensor, max_new_tokens: int, *,
-             temperature: float = 0.0, top_k: int = 0, seed: int | None = None,
-             use_cache: bool = True, speculative: str | None = None) -> torch.Tensor:
+def generate(
+    model: nn.Module,
+    prompt_ids_BT: torch.Tensor,
+    max_new_tokens: int,
+    *,
+    temperature: float = 0.0,
+    top_k: int = 0,
+    seed: int | None = None,
+    use_cache: bool = True,
+    speculative: str | None = None,
+) -> torch.Tensor:
     """Extend `prompt_ids_BT` by `max_new_tokens` tokens; returns (B, T + max_new_tokens).
 
     Args:
@@ -69,8 +82,10 @@ def generate(model: nn.Module, prompt_ids_BT: torch.Tensor, max_new_tokens: int,
     if T == 0 or max_new_tokens < 0:
         raise ValueError("need a non-empty prompt and max_new_tokens >= 0")
     if total > model.cfg.max_seq_len:
-        raise ValueError(f"prompt ({T}) + max_new_tokens ({max_new_tokens}) exceeds "
-                         f"model.max_seq_len={model.cfg.max_seq_len}")
+        raise ValueError(
+            f"prompt ({T}) + max_new_tokens ({max_new_tokens}) exceeds "
+            f"model.max_seq_len={model.cfg.max_seq_len}"
+        )
     device = prompt_ids_BT.device
     generator = None
     if seed is not None:
@@ -82,8 +97,9 @@ def generate(model: nn.Module, prompt_ids_BT: torch.Tensor, max_new_tokens: int,
     try:
         logits_BTV, _ = model(ids_BT, caches=caches)
         for step in range(max_new_tokens):
-            next_B = sample_next(logits_BTV[:, -1], temperature=temperature, top_k=top_k,
-                                 generator=generator)
+            next_B = sample_next(
+                logits_BTV[:, -1], temperature=temperature, top_k=top_k, generator=generator
+            )
             pos = ids_BT.shape[1]
             ids_BT = torch.cat((ids_BT, next_B[:, None]), dim=1)
             if step + 1 == max_new_tokens:

@@ -74,12 +74,18 @@ class Attention(Component):
     """
 
     @abstractmethod
-    def forward(self, x_BTD: torch.Tensor, *, start_pos: int = 0,
-                cache: dict[str, torch.Tensor] | None = None) -> torch.Tensor: ...
+    def forward(
+        self,
+        x_BTD: torch.Tensor,
+        *,
+        start_pos: int = 0,
+        cache: dict[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor: ...
 
     @abstractmethod
-    def new_cache(self, batch_size: int, max_len: int, dtype: torch.dtype,
-                  device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    def new_cache(
+        self, batch_size: int, max_len: int, dtype: torch.dtype, device: torch.device | str = "cpu"
+    ) -> dict[str, torch.Tensor]:
         """Allocate this layer's KV cache for `max_len` positions."""
 
     def kv_cache_bytes_per_token(self, dtype: torch.dtype) -> int:
@@ -89,13 +95,14 @@ class Attention(Component):
 
     # Whole-model KV-cache sizes: summed over layers; the `_per_layer` key is averaged.
     metric_reduce: ClassVar[dict[str, str]] = {
-        "kv_cache_bytes_per_token": "sum", "kv_cache_elems_per_token": "sum",
-        "kv_cache_bf16_bytes_per_token": "sum"}
+        "kv_cache_bytes_per_token": "sum",
+        "kv_cache_elems_per_token": "sum",
+        "kv_cache_bf16_bytes_per_token": "sum",
+    }
 
     def cache_dtype(self) -> torch.dtype:
         """The dtype this layer's cache is kept in: that of its floating-point weights."""
-        return next((p.dtype for p in self.parameters() if p.is_floating_point()),
-                    torch.float32)
+        return next((p.dtype for p in self.parameters() if p.is_floating_point()), torch.float32)
 
     def metrics(self) -> dict[str, float]:
         """KV-cache size per token from the real cache buffers, at the run's dtype and BF16.
@@ -106,9 +113,12 @@ class Attention(Component):
             return {}
         per_layer = self.kv_cache_bytes_per_token(self.cache_dtype())
         elems = sum(t.numel() for t in self.new_cache(1, 1, torch.float32, "meta").values())
-        return {"kv_cache_bytes_per_token_per_layer": per_layer,
-                "kv_cache_bytes_per_token": per_layer, "kv_cache_elems_per_token": elems,
-                "kv_cache_bf16_bytes_per_token": self.kv_cache_bytes_per_token(torch.bfloat16)}
+        return {
+            "kv_cache_bytes_per_token_per_layer": per_layer,
+            "kv_cache_bytes_per_token": per_layer,
+            "kv_cache_elems_per_token": elems,
+            "kv_cache_bf16_bytes_per_token": self.kv_cache_bytes_per_token(torch.bfloat16),
+        }
 
 
 class FFN(Component):
@@ -140,8 +150,9 @@ class MTP(Component):
     """Multi-token prediction heads, called on the trunk's output in training."""
 
     @abstractmethod
-    def forward(self, h_BTD: torch.Tensor, idx_BT: torch.Tensor, targets_BT: torch.Tensor,
-                model: nn.Module) -> None:
+    def forward(
+        self, h_BTD: torch.Tensor, idx_BT: torch.Tensor, targets_BT: torch.Tensor, model: nn.Module
+    ) -> None:
         """Compute the MTP losses for this batch; `extra_losses()` returns them.
 
         `h_BTD` is the trunk output before the final norm; `model` is the Transformer (its
@@ -220,8 +231,14 @@ class Tokenizer(ABC):
 
 
 BASES: dict[str, type] = {
-    "attention": Attention, "ffn": FFN, "norm": Norm, "router": Router, "mtp": MTP,
-    "precision": Precision, "dataset": Dataset, "tokenizer": Tokenizer,
+    "attention": Attention,
+    "ffn": FFN,
+    "norm": Norm,
+    "router": Router,
+    "mtp": MTP,
+    "precision": Precision,
+    "dataset": Dataset,
+    "tokenizer": Tokenizer,
 }
 
 

@@ -51,28 +51,46 @@ def counts(rows: list[dict]) -> dict[str, int]:
     return {s: sum(r["state"] == s for r in rows) for s in STATE_ORDER}
 
 
-def run_trial(sweep: Sweep, ledger: Ledger, row: dict, health: TrackingHealth,
-              stream: TextIO) -> str:
+def run_trial(
+    sweep: Sweep, ledger: Ledger, row: dict, health: TrackingHealth, stream: TextIO
+) -> str:
     """Train one claimed trial and record its end state; returns that state."""
     trial = next(t for t in sweep.trials if t.trial_id == row["trial_id"])
     trial_dir = Path(row["path"])
     trial_dir.mkdir(parents=True, exist_ok=True)
-    (trial_dir / "overrides.json").write_text(json.dumps(
-        {"sweep": sweep.name, "arm": trial.arm, "seed": trial.seed, "overrides": trial.overrides,
-         "command_line": list(sweep.cli_overrides)}, indent=2, default=str))
+    (trial_dir / "overrides.json").write_text(
+        json.dumps(
+            {
+                "sweep": sweep.name,
+                "arm": trial.arm,
+                "seed": trial.seed,
+                "overrides": trial.overrides,
+                "command_line": list(sweep.cli_overrides),
+            },
+            indent=2,
+            default=str,
+        )
+    )
     rows = ledger.rows()
     done = sum(r["state"] in ("done", "diverged", "failed") for r in rows)
     label = f"[{done}/{len(rows)}] {trial.arm} seed {trial.seed} ({trial.trial_id})"
     if row["attempts"] > 1:
         label += f" attempt {row['attempts']}"
     progress = TrialProgress(trial.cfg.train.steps, label=label, stream=stream)
-    tracker = WandbCallback(trial.cfg, sweep_name=sweep.name, arm=trial.arm,
-                            trial_id=trial.trial_id, trial_dir=trial_dir, health=health)
+    tracker = WandbCallback(
+        trial.cfg,
+        sweep_name=sweep.name,
+        arm=trial.arm,
+        trial_id=trial.trial_id,
+        trial_dir=trial_dir,
+        health=health,
+    )
     try:
         summary = _finished_summary(trial_dir, trial.trial_id)  # killed before the ledger write
         if summary is None:
-            summary = trainer.train(trial.cfg, trial_dir, resume=True,
-                                    callbacks=[progress, tracker])
+            summary = trainer.train(
+                trial.cfg, trial_dir, resume=True, callbacks=[progress, tracker]
+            )
     except Exception as e:  # any trial error is a result of that trial, not of the sweep
         progress.close()
         tracker.close()
@@ -84,11 +102,11 @@ def run_trial(sweep: Sweep, ledger: Ledger, row: dict, health: TrackingHealth,
     progress.close()  # already closed by the summary record, unless training was skipped
     metrics = {k: summary.get(k) for k in SUMMARY_KEYS if k not in ("status", "reason")}
     metrics["metrics"] = summary.get("metrics", {})
-    ledger.finish(trial.trial_id, summary["status"], reason=summary.get("reason", ""),
-                  metrics=metrics)
+    ledger.finish(
+        trial.trial_id, summary["status"], reason=summary.get("reason", ""), metrics=metrics
+    )
     if summary["status"] != "done":
-        print(f"{label}: {summary['status']}: {summary.get('reason', '')}", file=stream,
-              flush=True)
+        print(f"{label}: {summary['status']}: {summary.get('reason', '')}", file=stream, flush=True)
     return summary["status"]
 
 
@@ -122,8 +140,9 @@ def _worker_main(sweep_path: str, cli_overrides: list[str], threads: int) -> Non
     _loop(sweep, _Plain(sys.stderr))
 
 
-def run_sweep(sweep: Sweep, *, workers: int = 1, force: bool = False,
-              stream: TextIO | None = None) -> int:
+def run_sweep(
+    sweep: Sweep, *, workers: int = 1, force: bool = False, stream: TextIO | None = None
+) -> int:
     """Run every runnable trial of `sweep`; returns 1 if any trial ended `failed`, else 0.
 
     `workers` > 1 starts that many local processes, each with cpu_count // workers torch
@@ -135,14 +154,21 @@ def run_sweep(sweep: Sweep, *, workers: int = 1, force: bool = False,
         raise ValueError(f"--workers must be >= 1, got {workers}")
     ledger = Ledger(ledger_path(sweep))
     try:
-        changed = ledger.sync(sweep, force=force,
-                              extra_meta={"base_config": to_yaml(load_config(sweep.base))})
+        changed = ledger.sync(
+            sweep, force=force, extra_meta={"base_config": to_yaml(load_config(sweep.base))}
+        )
         if changed:
-            print(f"--force: {len(changed)} finished trial(s) of the old spec are now inactive",
-                  file=stream)
+            print(
+                f"--force: {len(changed)} finished trial(s) of the old spec are now inactive",
+                file=stream,
+            )
         todo = [r for r in ledger.rows() if r["state"] not in ("done", "diverged")]
-        print(f"sweep {sweep.name}: {len(ledger.rows())} trials, {len(todo)} to run "
-              f"({workers} worker{'s' if workers > 1 else ''})", file=stream, flush=True)
+        print(
+            f"sweep {sweep.name}: {len(ledger.rows())} trials, {len(todo)} to run "
+            f"({workers} worker{'s' if workers > 1 else ''})",
+            file=stream,
+            flush=True,
+        )
         if workers == 1:
             _loop(sweep, stream)
         else:
@@ -153,8 +179,11 @@ def run_sweep(sweep: Sweep, *, workers: int = 1, force: bool = False,
     finally:
         ledger.close()
     c = counts(rows)
-    print(f"sweep {sweep.name}: " + ", ".join(f"{n} {s}" for s, n in c.items() if n),
-          file=stream, flush=True)
+    print(
+        f"sweep {sweep.name}: " + ", ".join(f"{n} {s}" for s, n in c.items() if n),
+        file=stream,
+        flush=True,
+    )
     return 1 if c["failed"] else 0
 
 
@@ -163,8 +192,10 @@ def _run_workers(sweep: Sweep, workers: int) -> None:
 
     ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch threads
     threads = max(1, (os.cpu_count() or 1) // workers)
-    procs = [ctx.Process(target=_worker_main, args=(str(sweep.path), list(sweep.cli_overrides),
-                                                    threads)) for _ in range(workers)]
+    procs = [
+        ctx.Process(target=_worker_main, args=(str(sweep.path), list(sweep.cli_overrides), threads))
+        for _ in range(workers)
+    ]
     for p in procs:
         p.start()
     for p in procs:
@@ -181,9 +212,16 @@ def trial_table(sweep: Sweep) -> list[dict[str, Any]]:
     out = []
     for t in sweep.trials:
         row = states.get(t.trial_id, {})
-        out.append({"arm": t.arm, "seed": t.seed, "trial_id": t.trial_id,
-                    "state": row.get("state", "new"), "attempts": row.get("attempts", 0),
-                    "overrides": t.overrides})
+        out.append(
+            {
+                "arm": t.arm,
+                "seed": t.seed,
+                "trial_id": t.trial_id,
+                "state": row.get("state", "new"),
+                "attempts": row.get("attempts", 0),
+                "overrides": t.overrides,
+            }
+        )
     return out
 
 
@@ -196,8 +234,13 @@ def changed_finished(sweep: Sweep) -> list[dict[str, Any]]:
     ledger.close()
     ids = {t.trial_id for t in sweep.trials}
     keys = {(t.arm, t.seed) for t in sweep.trials}
-    return [r for r in rows if r["state"] in ("done", "diverged") and r["trial_id"] not in ids
-            and (r["arm"], r["seed"]) in keys]
+    return [
+        r
+        for r in rows
+        if r["state"] in ("done", "diverged")
+        and r["trial_id"] not in ids
+        and (r["arm"], r["seed"]) in keys
+    ]
 
 
 def format_table(rows: list[dict], columns: list[str]) -> str:

@@ -60,8 +60,7 @@ class Ledger:
             if not self.path.exists():
                 raise ValueError(f"no ledger at {self.path}; run `ablate run` first")
             uri = f"file:{self.path.resolve()}?mode=ro"
-            self.db = sqlite3.connect(uri, uri=True, timeout=LOCK_TIMEOUT_S,
-                                      isolation_level=None)
+            self.db = sqlite3.connect(uri, uri=True, timeout=LOCK_TIMEOUT_S, isolation_level=None)
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(self.path, timeout=LOCK_TIMEOUT_S, isolation_level=None)
@@ -95,16 +94,25 @@ class Ledger:
         ids = {t.trial_id for t in sweep.trials}
         with self._write():
             rows = self.db.execute("SELECT trial_id, arm, seed, state FROM trials").fetchall()
-            changed = [r for r in rows if r["state"] in FINISHED and r["trial_id"] not in ids
-                       and (r["arm"], r["seed"]) in wanted]
+            changed = [
+                r
+                for r in rows
+                if r["state"] in FINISHED
+                and r["trial_id"] not in ids
+                and (r["arm"], r["seed"]) in wanted
+            ]
             if changed and not force:
-                lines = "\n".join(f"  {r['arm']} seed {r['seed']}: {r['trial_id']} -> "
-                                  f"{wanted[(r['arm'], r['seed'])].trial_id}" for r in changed)
+                lines = "\n".join(
+                    f"  {r['arm']} seed {r['seed']}: {r['trial_id']} -> "
+                    f"{wanted[(r['arm'], r['seed'])].trial_id}"
+                    for r in changed
+                )
                 raise SpecChanged(
                     f"{sweep.path}: the sweep spec changed since {self.path} was written, and "
                     f"this changes {len(changed)} finished trial(s):\n{lines}\nRevert the "
                     "change, rename the sweep, or pass --force (--allow-changed) to start "
-                    "new trials and mark the old ones inactive")
+                    "new trials and mark the old ones inactive"
+                )
             self.db.execute("UPDATE trials SET active = 0")
             now = time.time()
             for t in sweep.trials:
@@ -114,16 +122,32 @@ class Ledger:
                     "active, updated) VALUES (?, ?, ?, 'pending', ?, ?, ?, 1, ?) "
                     "ON CONFLICT(trial_id) DO UPDATE SET arm = excluded.arm, "
                     "seed = excluded.seed, active = 1",
-                    (t.trial_id, t.arm, t.seed, path, json.dumps(t.overrides, default=str),
-                     json.dumps(to_dict(t.cfg)), now))
-            meta = {"fingerprint": sweep.fingerprint(), "name": sweep.name,
-                    "baseline": sweep.baseline, "arms": list(sweep.arms),
-                    "seeds": list(sweep.seeds), "sweep_path": str(sweep.path),
-                    "sweep_text": sweep.text, "cli_overrides": list(sweep.cli_overrides),
-                    "report": sweep.report, **(extra_meta or {})}
+                    (
+                        t.trial_id,
+                        t.arm,
+                        t.seed,
+                        path,
+                        json.dumps(t.overrides, default=str),
+                        json.dumps(to_dict(t.cfg)),
+                        now,
+                    ),
+                )
+            meta = {
+                "fingerprint": sweep.fingerprint(),
+                "name": sweep.name,
+                "baseline": sweep.baseline,
+                "arms": list(sweep.arms),
+                "seeds": list(sweep.seeds),
+                "sweep_path": str(sweep.path),
+                "sweep_text": sweep.text,
+                "cli_overrides": list(sweep.cli_overrides),
+                "report": sweep.report,
+                **(extra_meta or {}),
+            }
             for key, value in meta.items():
-                self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                                (key, json.dumps(value)))
+                self.db.execute(
+                    "INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value))
+                )
         return [r["trial_id"] for r in changed]
 
     def rows(self, *, active_only: bool = True) -> list[dict[str, Any]]:
@@ -156,25 +180,40 @@ class Ledger:
             for r in rows.fetchall():
                 if trial_ids is not None and r["trial_id"] not in trial_ids:
                     continue
-                runnable = (r["state"] == "pending"
-                            or (r["state"] == "running" and not _pid_alive(r["pid"]))
-                            or (r["state"] == "failed" and r["attempts"] < max_attempts))
+                runnable = (
+                    r["state"] == "pending"
+                    or (r["state"] == "running" and not _pid_alive(r["pid"]))
+                    or (r["state"] == "failed" and r["attempts"] < max_attempts)
+                )
                 if runnable:
-                    self._set(r["trial_id"], r["state"], "running", attempts=r["attempts"] + 1,
-                              pid=os.getpid())
+                    self._set(
+                        r["trial_id"],
+                        r["state"],
+                        "running",
+                        attempts=r["attempts"] + 1,
+                        pid=os.getpid(),
+                    )
                     return self.get(r["trial_id"])
         return None
 
-    def finish(self, trial_id: str, state: str, *, reason: str = "",
-               metrics: dict[str, Any] | None = None) -> None:
+    def finish(
+        self, trial_id: str, state: str, *, reason: str = "", metrics: dict[str, Any] | None = None
+    ) -> None:
         """Record a trial's end state (`done`, `diverged` or `failed`) and final metrics."""
         with self._write():
-            row = self.db.execute("SELECT state FROM trials WHERE trial_id = ?",
-                                  (trial_id,)).fetchone()
+            row = self.db.execute(
+                "SELECT state FROM trials WHERE trial_id = ?", (trial_id,)
+            ).fetchone()
             if row is None:
                 raise KeyError(trial_id)
-            self._set(trial_id, row["state"], state, reason=reason, pid=None,
-                      metrics=json.dumps(metrics or {}, default=str))
+            self._set(
+                trial_id,
+                row["state"],
+                state,
+                reason=reason,
+                pid=None,
+                metrics=json.dumps(metrics or {}, default=str),
+            )
 
     def reap(self) -> list[str]:
         """Mark `running` trials whose process died as `failed` (a crashed worker)."""
@@ -183,8 +222,13 @@ class Ledger:
             rows = self.db.execute("SELECT * FROM trials WHERE state = 'running'").fetchall()
             for r in rows:
                 if not _pid_alive(r["pid"]):
-                    self._set(r["trial_id"], "running", "failed", pid=None,
-                              reason="the worker process running this trial died")
+                    self._set(
+                        r["trial_id"],
+                        "running",
+                        "failed",
+                        pid=None,
+                        reason="the worker process running this trial died",
+                    )
                     dead.append(r["trial_id"])
         return dead
 
@@ -193,8 +237,9 @@ class Ledger:
             raise ValueError(f"trial {trial_id}: illegal state change {old} -> {new}")
         fields = {"state": new, "updated": time.time(), **fields}
         cols = ", ".join(f"{k} = ?" for k in fields)
-        self.db.execute(f"UPDATE trials SET {cols} WHERE trial_id = ?",
-                        (*fields.values(), trial_id))
+        self.db.execute(
+            f"UPDATE trials SET {cols} WHERE trial_id = ?", (*fields.values(), trial_id)
+        )
 
 
 class _Txn:

@@ -26,8 +26,13 @@ class Block(nn.Module):
         self.ffn_norm = registry.build(cfg.norm, cfg.dim)
         self.ffn = registry.build(cfg.ffn, ctx)
 
-    def forward(self, x_BTD: torch.Tensor, *, start_pos: int = 0,
-                cache: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x_BTD: torch.Tensor,
+        *,
+        start_pos: int = 0,
+        cache: dict[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         x_BTD = x_BTD + self.attn(self.attn_norm(x_BTD), start_pos=start_pos, cache=cache)
         return x_BTD + self.ffn(self.ffn_norm(x_BTD))
 
@@ -38,8 +43,9 @@ class Transformer(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         if cfg.vocab_size <= 0:
-            raise ValueError("model.vocab_size must be set (the trainer fills it from the "
-                             "tokenizer)")
+            raise ValueError(
+                "model.vocab_size must be set (the trainer fills it from the tokenizer)"
+            )
         self.cfg = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.dim)
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.num_layers))
@@ -64,17 +70,27 @@ class Transformer(nn.Module):
         """Output head over a pre-final-norm hidden state: (B, T, D) -> (B, T, V)."""
         return self.head(self.final_norm(h_BTD))
 
-    def trunk(self, idx_BT: torch.Tensor, *, start_pos: int = 0,
-              caches: list[dict[str, torch.Tensor]] | None = None) -> torch.Tensor:
+    def trunk(
+        self,
+        idx_BT: torch.Tensor,
+        *,
+        start_pos: int = 0,
+        caches: list[dict[str, torch.Tensor]] | None = None,
+    ) -> torch.Tensor:
         """Hidden states after the last block, before the final norm: (B, T, D)."""
         x_BTD = self.tok_emb(idx_BT)
         for i, block in enumerate(self.blocks):
             x_BTD = block(x_BTD, start_pos=start_pos, cache=None if caches is None else caches[i])
         return x_BTD
 
-    def forward(self, idx_BT: torch.Tensor, targets_BT: torch.Tensor | None = None, *,
-                start_pos: int = 0, caches: list[dict[str, torch.Tensor]] | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self,
+        idx_BT: torch.Tensor,
+        targets_BT: torch.Tensor | None = None,
+        *,
+        start_pos: int = 0,
+        caches: list[dict[str, torch.Tensor]] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         h_BTD = self.trunk(idx_BT, start_pos=start_pos, caches=caches)
         logits_BTV = self.logits(h_BTD)
         if targets_BT is None:
@@ -84,8 +100,13 @@ class Transformer(nn.Module):
             self.mtp(h_BTD, idx_BT, targets_BT, self)
         return logits_BTV, loss
 
-    def new_caches(self, batch_size: int, max_len: int, dtype: torch.dtype = torch.float32,
-                   device: torch.device | str = "cpu") -> list[dict[str, torch.Tensor]]:
+    def new_caches(
+        self,
+        batch_size: int,
+        max_len: int,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ) -> list[dict[str, torch.Tensor]]:
         """One KV cache per block for cached decoding."""
         return [b.attn.new_cache(batch_size, max_len, dtype, device) for b in self.blocks]
 

@@ -17,10 +17,15 @@ class TrialProgress:
             from rich.console import Console
             from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
-                                TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn(),
-                                TextColumn("{task.fields[info]}"),
-                                console=Console(file=self.stream), transient=False)
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total}"),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[info]}"),
+                console=Console(file=self.stream),
+                transient=False,
+            )
             self.task = self.bar.add_task(label, total=total_steps, info="")
             self.bar.start()
 
@@ -40,8 +45,11 @@ class TrialProgress:
         if self.bar:
             self.bar.update(self.task, completed=record["step"], info=info)
         else:
-            print(f"{self.label} step {record['step']}/{self.total}  {info}", file=self.stream,
-                  flush=True)
+            print(
+                f"{self.label} step {record['step']}/{self.total}  {info}",
+                file=self.stream,
+                flush=True,
+            )
 
     def close(self) -> None:
         if self.bar:

@@ -46,18 +46,24 @@ def register(group: str, name: str) -> Callable[[type], type]:
             raise TypeError(f"{group}/{name}: {cls!r} must subclass {base.__qualname__}")
         config_cls = cls.__dict__.get("Config")
         if config_cls is None or not dataclasses.is_dataclass(config_cls):
-            raise TypeError(f"{group}/{name}: {cls.__qualname__} needs its own nested "
-                            "`Config` dataclass (subclass the parent's Config to reuse fields)")
+            raise TypeError(
+                f"{group}/{name}: {cls.__qualname__} needs its own nested "
+                "`Config` dataclass (subclass the parent's Config to reuse fields)"
+            )
         params = getattr(config_cls, "__dataclass_params__", None)
         if params is None or not params.frozen:
             raise TypeError(f"{group}/{name}: {cls.__qualname__}.Config must be frozen")
         if name in _classes[group]:
             old = _classes[group][name]
-            raise ValueError(f"duplicate registration {group}/{name}: already taken by "
-                             f"{old.__module__}.{old.__qualname__}")
+            raise ValueError(
+                f"duplicate registration {group}/{name}: already taken by "
+                f"{old.__module__}.{old.__qualname__}"
+            )
         if config_cls in _by_config:
-            raise TypeError(f"{group}/{name}: Config class already belongs to "
-                            f"{'/'.join(_by_config[config_cls])}")
+            raise TypeError(
+                f"{group}/{name}: Config class already belongs to "
+                f"{'/'.join(_by_config[config_cls])}"
+            )
         _classes[group][name] = cls
         _by_config[config_cls] = (group, name)
         cls.registry_group, cls.registry_name = group, name
@@ -105,8 +111,10 @@ def get(group: str, name: str) -> type:
 
         close = difflib.get_close_matches(name, _classes[group], n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown {group} {name!r}{hint} (known: "
-                         f"{', '.join(sorted(_classes[group])) or 'none'})") from None
+        raise ValueError(
+            f"unknown {group} {name!r}{hint} (known: "
+            f"{', '.join(sorted(_classes[group])) or 'none'})"
+        ) from None
 
 
 def names(group: str, pattern: str = "*") -> list[str]:

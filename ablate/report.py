@@ -117,10 +117,14 @@ def ablation_table(meta: dict, trials: list[dict]) -> dict[str, Any]:
         present = [json.dumps(flat[a][key]) for a in arms if key in flat[a]]
         if len(set(present)) > 1 or (key in explicit and len(present) < len(arms)):
             value_keys.append(key)
-    metric_keys = sorted({k for t in trials for k, v in (t["summary"].get("metrics") or
-                                                          t["metrics"].get("metrics") or {}).items()
-                          if isinstance(v, (int, float)) and k not in SHOWN_METRICS
-                          and not FAMILY_RE.match(k)})
+    metric_keys = sorted(
+        {
+            k
+            for t in trials
+            for k, v in (t["summary"].get("metrics") or t["metrics"].get("metrics") or {}).items()
+            if isinstance(v, (int, float)) and k not in SHOWN_METRICS and not FAMILY_RE.match(k)
+        }
+    )
     base = meta["baseline"]
     base_by_seed = {t["seed"]: _metric(t, "val_ppl") for t in done.get(base, [])}
     base_loss = {t["seed"]: _metric(t, "val_loss") for t in done.get(base, [])}
@@ -129,18 +133,31 @@ def ablation_table(meta: dict, trials: list[dict]) -> dict[str, Any]:
         ts = done[a]
         ppl = {t["seed"]: _metric(t, "val_ppl") for t in ts}
         row: dict[str, Any] = {
-            "arm": a, "baseline": a == base, "seeds": f"{len(ts)}/{len(by_arm[a])}",
+            "arm": a,
+            "baseline": a == base,
+            "seeds": f"{len(ts)}/{len(by_arm[a])}",
             "components": [slots[a].get(path) == n for _, path, n in comp_cols],
             "values": [_plain(flat[a][k]) if k in flat[a] else "—" for k in value_keys],
             "val_ppl": _fmt(*stats.mean_ci(list(ppl.values()))),
             "tokens_per_s": _fmt(*stats.mean_ci([_metric(t, "tokens_per_s") for t in ts]), 3),
-            "num_params": next((f"{int(p):,}" for t in by_arm[a]
-                                if (p := _metric(t, "num_params")) is not None), "–"),
-            "precision": ", ".join(sorted({str(t["summary"]["precision"]["backend"])
-                                           for t in by_arm[a] if "backend" in
-                                           (t["summary"].get("precision") or {})})),
+            "num_params": next(
+                (f"{int(p):,}" for t in by_arm[a] if (p := _metric(t, "num_params")) is not None),
+                "–",
+            ),
+            "precision": ", ".join(
+                sorted(
+                    {
+                        str(t["summary"]["precision"]["backend"])
+                        for t in by_arm[a]
+                        if "backend" in (t["summary"].get("precision") or {})
+                    }
+                )
+            ),
             "metrics": [_fmt(*stats.mean_ci([_metric(t, k) for t in ts])) for k in metric_keys],
-            "delta": "baseline" if a == base else "–", "p": "", "significant": True, "gap": "–",
+            "delta": "baseline" if a == base else "–",
+            "p": "",
+            "significant": True,
+            "gap": "–",
         }
         if a != base:
             diff, p, n = stats.paired_test(ppl, base_by_seed)
@@ -149,14 +166,21 @@ def ablation_table(meta: dict, trials: list[dict]) -> dict[str, Any]:
                 row["p"] = f"p={p:.3g}" if math.isfinite(p) else f"n={n}, no test"
                 row["significant"] = stats.significant(p) or not math.isfinite(p)
             loss = {t["seed"]: _metric(t, "val_loss") for t in ts}
-            gaps = [100 * (loss[s] - base_loss[s]) / base_loss[s] for s in loss
-                    if s in base_loss and loss[s] is not None and base_loss[s]]
+            gaps = [
+                100 * (loss[s] - base_loss[s]) / base_loss[s]
+                for s in loss
+                if s in base_loss and loss[s] is not None and base_loss[s]
+            ]
             row["gap"] = _fmt(*stats.mean_ci(gaps), 3) + " %" if gaps else "–"
         row["settings"] = [(k, v) for k, v in zip(value_keys, row["values"]) if v != "—"]
         rows.append(row)
-    return {"component_cols": [c[0] for c in comp_cols], "value_cols": value_keys,
-            "metric_cols": metric_keys, "rows": rows,
-            "show_precision": any(r["precision"] for r in rows)}
+    return {
+        "component_cols": [c[0] for c in comp_cols],
+        "value_cols": value_keys,
+        "metric_cols": metric_keys,
+        "rows": rows,
+        "show_precision": any(r["precision"] for r in rows),
+    }
 
 
 def precision_table(meta: dict, trials: list[dict]) -> dict[str, Any]:
@@ -166,19 +190,20 @@ def precision_table(meta: dict, trials: list[dict]) -> dict[str, Any]:
     """
     arms = [a for a in meta["arms"] if any(t["arm"] == a for t in trials)]
     done = {a: [t for t in trials if t["arm"] == a and t["state"] == "done"] for a in arms}
-    flat = {a: [_flatten((t["summary"] or {}).get("precision") or {}) for t in done[a]]
-            for a in arms}
+    flat = {
+        a: [_flatten((t["summary"] or {}).get("precision") or {}) for t in done[a]] for a in arms
+    }
     keys = sorted({k for fs in flat.values() for f in fs for k in f})
-    if not any(isinstance(v, (int, float)) for fs in flat.values() for f in fs
-               for v in f.values()):
+    if not any(isinstance(v, (int, float)) for fs in flat.values() for f in fs for v in f.values()):
         return {}
     rows = []
     for a in arms:
         cells = []
         for k in keys:
             values = [f[k] for f in flat[a] if k in f]
-            if values and all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                              for v in values):
+            if values and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
+            ):
                 cells.append(_fmt(*stats.mean_ci([float(v) for v in values]), 3))
             else:
                 cells.append(", ".join(sorted({_plain(v) for v in values})) or "–")
@@ -211,9 +236,14 @@ def charts(meta: dict, trials: list[dict]) -> list[dict[str, str]]:
         if by_step:
             steps = sorted(by_step)
             mean = [sum(by_step[s]) / len(by_step[s]) for s in steps]
-            line, = ax.plot(steps, mean, marker="o", label=a)
-            ax.fill_between(steps, [min(by_step[s]) for s in steps],
-                            [max(by_step[s]) for s in steps], alpha=0.2, color=line.get_color())
+            (line,) = ax.plot(steps, mean, marker="o", label=a)
+            ax.fill_between(
+                steps,
+                [min(by_step[s]) for s in steps],
+                [max(by_step[s]) for s in steps],
+                alpha=0.2,
+                color=line.get_color(),
+            )
     ax.set(xlabel="step", ylabel="validation loss", title="Validation loss (mean, min-max band)")
     if ax.lines:
         ax.legend()
@@ -222,14 +252,23 @@ def charts(meta: dict, trials: list[dict]) -> list[dict[str, str]]:
     ax = fig.add_subplot()
     bars = []  # (arm, mean, distance to min, distance to max) over done seeds
     for a in arms:
-        tps = [v for t in trials if t["arm"] == a and t["state"] == "done"
-               and (v := _metric(t, "tokens_per_s")) is not None]
+        tps = [
+            v
+            for t in trials
+            if t["arm"] == a
+            and t["state"] == "done"
+            and (v := _metric(t, "tokens_per_s")) is not None
+        ]
         if tps:
             mean = sum(tps) / len(tps)
             bars.append((a, mean, mean - min(tps), max(tps) - mean))
     if bars:
-        ax.bar([b[0] for b in bars], [b[1] for b in bars], capsize=4,
-               yerr=[[b[2] for b in bars], [b[3] for b in bars]])
+        ax.bar(
+            [b[0] for b in bars],
+            [b[1] for b in bars],
+            capsize=4,
+            yerr=[[b[2] for b in bars], [b[3] for b in bars]],
+        )
         ax.set(ylabel="tokens / s", title="Training throughput (mean, min-max over seeds)")
         out.append({"title": "Throughput", "png": _png(fig)})
     out += _heatmaps(arms, trials)
@@ -258,11 +297,17 @@ def _heatmaps(arms: list[str], trials: list[dict]) -> list[dict[str, str]]:
                     vals = [r.get(f"{fam}/{j}") for j in range(n_idx)]
                     if any(v is not None for v in vals):
                         cells.setdefault(r["step"], []).append(
-                            [math.nan if v is None else float(v) for v in vals])
+                            [math.nan if v is None else float(v) for v in vals]
+                        )
             if cells:
                 steps = sorted(cells)
-                grids[a] = (steps, [[sum(v[j] for v in cells[s]) / len(cells[s])
-                                     for s in steps] for j in range(n_idx)])
+                grids[a] = (
+                    steps,
+                    [
+                        [sum(v[j] for v in cells[s]) / len(cells[s]) for s in steps]
+                        for j in range(n_idx)
+                    ],
+                )
         finite = [v for _, g in grids.values() for row in g for v in row if math.isfinite(v)]
         # One colour scale for every arm, so the panels compare directly.
         vmin, vmax = (min(finite), max(finite)) if finite else (None, None)
@@ -275,9 +320,15 @@ def _heatmaps(arms: list[str], trials: list[dict]) -> list[dict[str, str]]:
                 continue
             steps, grid = grids[a]
             half = (steps[1] - steps[0]) / 2 if len(steps) > 1 else 0.5  # cells centred on steps
-            im = ax.imshow(grid, aspect="auto", origin="lower", interpolation="nearest",
-                           extent=(steps[0] - half, steps[-1] + half, -0.5, n_idx - 0.5),
-                           vmin=vmin, vmax=vmax)
+            im = ax.imshow(
+                grid,
+                aspect="auto",
+                origin="lower",
+                interpolation="nearest",
+                extent=(steps[0] - half, steps[-1] + half, -0.5, n_idx - 0.5),
+                vmin=vmin,
+                vmax=vmax,
+            )
             ax.set_xlabel("step")
             fig.colorbar(im, ax=ax)
         out.append({"title": f"{fam} (per index, one colour scale)", "png": _png(fig)})
@@ -286,30 +337,59 @@ def _heatmaps(arms: list[str], trials: list[dict]) -> list[dict[str, str]]:
 
 def repro_block(meta: dict, trials: list[dict]) -> dict[str, Any]:
     summaries = [t["summary"] for t in trials if t["summary"]]
-    revs = sorted({f"{s.get('git_rev', 'unknown')}{' (dirty)' if s.get('git_dirty') else ''}"
-                   for s in summaries})
+    revs = sorted(
+        {
+            f"{s.get('git_rev', 'unknown')}{' (dirty)' if s.get('git_dirty') else ''}"
+            for s in summaries
+        }
+    )
     first = summaries[0] if summaries else {}
-    return {"sweep_text": meta.get("sweep_text", ""), "sweep_path": meta.get("sweep_path", ""),
-            "cli": " ".join(meta.get("cli_overrides", [])),
-            "base_config": meta.get("base_config", ""), "git": revs or ["(no finished trial)"],
-            "versions": first.get("versions", {}), "hardware": first.get("hardware", {}),
-            "seeds": meta.get("seeds", []), "fingerprint": meta.get("fingerprint", "")}
+    return {
+        "sweep_text": meta.get("sweep_text", ""),
+        "sweep_path": meta.get("sweep_path", ""),
+        "cli": " ".join(meta.get("cli_overrides", [])),
+        "base_config": meta.get("base_config", ""),
+        "git": revs or ["(no finished trial)"],
+        "versions": first.get("versions", {}),
+        "hardware": first.get("hardware", {}),
+        "seeds": meta.get("seeds", []),
+        "fingerprint": meta.get("fingerprint", ""),
+    }
 
 
-CSV_FIELDS = ("arm", "seed", "trial_id", "state", "attempts", "val_loss", "val_ppl",
-              "tokens_per_s", "num_params", "reason", "path")
+CSV_FIELDS = (
+    "arm",
+    "seed",
+    "trial_id",
+    "state",
+    "attempts",
+    "val_loss",
+    "val_ppl",
+    "tokens_per_s",
+    "num_params",
+    "reason",
+    "path",
+)
 
 
 def write_csv(path: Path, trials: list[dict]) -> None:
     """One row per trial: identity, state and every scalar metric."""
-    extra = sorted({k for t in trials for k, v in (t["summary"].get("metrics") or {}).items()
-                    if isinstance(v, (int, float)) and k not in SHOWN_METRICS})
+    extra = sorted(
+        {
+            k
+            for t in trials
+            for k, v in (t["summary"].get("metrics") or {}).items()
+            if isinstance(v, (int, float)) and k not in SHOWN_METRICS
+        }
+    )
     with path.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=[*CSV_FIELDS, *extra])
         w.writeheader()
         for t in trials:
-            row = {k: t.get(k, "") for k in ("arm", "seed", "trial_id", "state", "attempts",
-                                              "reason", "path")}
+            row = {
+                k: t.get(k, "")
+                for k in ("arm", "seed", "trial_id", "state", "attempts", "reason", "path")
+            }
             for k in ("val_loss", "val_ppl", "tokens_per_s", "num_params", *extra):
                 row[k] = _metric(t, k)
             w.writerow(row)
@@ -329,17 +409,28 @@ def render(run_dir: str | Path, out_dir: str | Path, title: str = "") -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "results.csv", trials)
-    env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
-                      autoescape=select_autoescape(default=True, default_for_string=True))
+    env = Environment(
+        loader=FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+    )
     problems = [t for t in trials if t["state"] in ("diverged", "failed")]
     html = env.get_template(TEMPLATE).render(
-        name=meta.get("name", ""), title=title or f"Ablation report: {meta.get('name', '')}",
-        baseline=meta.get("baseline", ""), table=ablation_table(meta, trials),
+        name=meta.get("name", ""),
+        title=title or f"Ablation report: {meta.get('name', '')}",
+        baseline=meta.get("baseline", ""),
+        table=ablation_table(meta, trials),
         precision=precision_table(meta, trials),
-        charts=charts(meta, trials), problems=problems, trials=trials,
-        repro=repro_block(meta, trials), alpha=stats.ALPHA, confidence=stats.CONFIDENCE,
-        counts={s: sum(t["state"] == s for t in trials)
-                for s in ("done", "diverged", "failed", "running", "pending")})
+        charts=charts(meta, trials),
+        problems=problems,
+        trials=trials,
+        repro=repro_block(meta, trials),
+        alpha=stats.ALPHA,
+        confidence=stats.CONFIDENCE,
+        counts={
+            s: sum(t["state"] == s for t in trials)
+            for s in ("done", "diverged", "failed", "running", "pending")
+        },
+    )
     path = out / "index.html"
     path.write_text(html)
     return path

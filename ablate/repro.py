@@ -16,8 +16,9 @@ _REPO = Path(__file__).resolve().parent.parent
 
 def _git(*args: str) -> str:
     try:
-        return subprocess.run(["git", *args], cwd=_REPO, capture_output=True, text=True,
-                              timeout=10, check=True).stdout
+        return subprocess.run(
+            ["git", *args], cwd=_REPO, capture_output=True, text=True, timeout=10, check=True
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return ""
 
@@ -45,9 +46,14 @@ def versions() -> dict:
 def hardware() -> dict:
     import torch
 
-    info = {"platform": platform.platform(), "machine": platform.machine(),
-            "cpu": platform.processor() or platform.machine(), "num_cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
+    info = {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu": platform.processor() or platform.machine(),
+        "num_cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+    }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info

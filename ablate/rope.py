@@ -16,8 +16,9 @@ YARN_MIN_RAMP_SPAN = 1e-3  # ramp width used when low == high
 YARN_MSCALE_SLOPE = 0.1  # m = 0.1 * mscale * ln(factor) + 1 [V3 §4.3]
 
 
-def rope_table(rot_dim: int, max_len: int, theta: float,
-               freqs_P: torch.Tensor | None = None) -> torch.Tensor:
+def rope_table(
+    rot_dim: int, max_len: int, theta: float, freqs_P: torch.Tensor | None = None
+) -> torch.Tensor:
     """Rotations e^{i pos f} as (cos, sin) pairs, shape (max_len, rot_dim/2, 2), fp32.
 
     Stored as real numbers so `module.to(dtype)` cannot drop the imaginary part.
@@ -32,8 +33,9 @@ def rope_table(rot_dim: int, max_len: int, theta: float,
     return torch.stack((angles_TP.cos(), angles_TP.sin()), dim=-1).float()
 
 
-def apply_rope(x_BTHR: torch.Tensor, rot_TP: torch.Tensor,
-               layout: str = "interleaved") -> torch.Tensor:
+def apply_rope(
+    x_BTHR: torch.Tensor, rot_TP: torch.Tensor, layout: str = "interleaved"
+) -> torch.Tensor:
     """Rotate the last dim of x (B, T, H, R) by `rot_TP`, already sliced to x's positions."""
     dtype = x_BTHR.dtype
     rot = torch.view_as_complex(rot_TP.float().contiguous())[:, None, :]  # broadcast over heads
@@ -47,21 +49,24 @@ def apply_rope(x_BTHR: torch.Tensor, rot_TP: torch.Tensor,
     raise ValueError(f"unknown RoPE layout {layout!r}")
 
 
-def yarn_correction_range(rot_dim: int, theta: float, original_len: int, beta_fast: float,
-                          beta_slow: float) -> tuple[int, int]:
+def yarn_correction_range(
+    rot_dim: int, theta: float, original_len: int, beta_fast: float, beta_slow: float
+) -> tuple[int, int]:
     """YaRN's (low, high) pair indices: pairs <= low keep their frequency, >= high are scaled.
 
     corr(r) = R ln(L_orig / (2 pi r)) / (2 ln theta); low = floor(corr(beta_fast)),
     high = ceil(corr(beta_slow)), clamped to [0, R-1] (DeepSeek-V3's `find_correction_range`).
     """
+
     def corr(rotations: float) -> float:
         return rot_dim * math.log(original_len / (rotations * 2 * math.pi)) / (2 * math.log(theta))
 
     return max(math.floor(corr(beta_fast)), 0), min(math.ceil(corr(beta_slow)), rot_dim - 1)
 
 
-def yarn_freqs(rot_dim: int, theta: float, factor: float, original_len: int,
-               beta_fast: float, beta_slow: float) -> torch.Tensor:
+def yarn_freqs(
+    rot_dim: int, theta: float, factor: float, original_len: int, beta_fast: float, beta_slow: float
+) -> torch.Tensor:
     """YaRN-scaled frequencies (P,), float64, for `rope_table(freqs_P=...)`.
 
     f'_i = f_i (1 - ramp_i) + (f_i / factor) ramp_i with ramp_i = clamp((i-low)/(high-low), 0, 1).

@@ -47,14 +47,21 @@ class SpecStats:
 def _drafter(model: nn.Module) -> nn.Module:
     mtp = getattr(model, "mtp", None)
     if not all(hasattr(mtp, a) for a in ("num_depths", "depth_hidden", "new_caches")):
-        raise ValueError("speculative='mtp' needs a model with MTP modules "
-                         "(model.mtp.name=mtp); this model has none")
+        raise ValueError(
+            "speculative='mtp' needs a model with MTP modules "
+            "(model.mtp.name=mtp); this model has none"
+        )
     return mtp
 
 
 @torch.no_grad()
-def speculative_generate(model: nn.Module, prompt_ids_BT: torch.Tensor, max_new_tokens: int,
-                         *, stats: SpecStats | None = None) -> torch.Tensor:
+def speculative_generate(
+    model: nn.Module,
+    prompt_ids_BT: torch.Tensor,
+    max_new_tokens: int,
+    *,
+    stats: SpecStats | None = None,
+) -> torch.Tensor:
     """Greedy decoding with MTP drafts; returns (B, T + max_new_tokens) like `generate`.
 
     Rows are decoded one at a time (their acceptance differs). Needs
@@ -66,8 +73,10 @@ def speculative_generate(model: nn.Module, prompt_ids_BT: torch.Tensor, max_new_
     if T == 0 or max_new_tokens < 0:
         raise ValueError("need a non-empty prompt and max_new_tokens >= 0")
     if T + max_new_tokens + K - 1 > model.cfg.max_seq_len:
-        raise ValueError(f"prompt ({T}) + max_new_tokens ({max_new_tokens}) + MTP depth ({K}) "
-                         f"- 1 exceeds model.max_seq_len={model.cfg.max_seq_len}")
+        raise ValueError(
+            f"prompt ({T}) + max_new_tokens ({max_new_tokens}) + MTP depth ({K}) "
+            f"- 1 exceeds model.max_seq_len={model.cfg.max_seq_len}"
+        )
     stats = stats if stats is not None else SpecStats()
     if not stats.proposed:
         stats.proposed, stats.accepted = [0] * K, [0] * K
@@ -76,15 +85,18 @@ def speculative_generate(model: nn.Module, prompt_ids_BT: torch.Tensor, max_new_
     was_training = model.training
     model.eval()
     try:
-        rows = [_decode_row(model, mtp, prompt_ids_BT[b:b + 1], max_new_tokens, stats)
-                for b in range(B)]
+        rows = [
+            _decode_row(model, mtp, prompt_ids_BT[b : b + 1], max_new_tokens, stats)
+            for b in range(B)
+        ]
     finally:
         model.train(was_training)
     return torch.cat(rows)
 
 
-def _decode_row(model: nn.Module, mtp: nn.Module, prompt_1T: torch.Tensor, max_new: int,
-                stats: SpecStats) -> torch.Tensor:
+def _decode_row(
+    model: nn.Module, mtp: nn.Module, prompt_1T: torch.Tensor, max_new: int, stats: SpecStats
+) -> torch.Tensor:
     P, K, device = prompt_1T.shape[1], mtp.num_depths, prompt_1T.device
     max_len = P + max_new + K
     dtype = model_dtype(model)
@@ -101,10 +113,16 @@ def _decode_row(model: nn.Module, mtp: nn.Module, prompt_1T: torch.Tensor, max_n
         q = L - 1
         for k in range(1, K + 1):
             a = exact[k - 1]  # entries from here on may hold drafted ids: recompute them
-            h_1SD = mtp.depth_hidden(k, hid[k - 1][:, a:q + 1], toks_1N[:, a + k:q + k + 1],
-                                     model, start_pos=a, cache=mtp_caches[k - 1])
+            h_1SD = mtp.depth_hidden(
+                k,
+                hid[k - 1][:, a : q + 1],
+                toks_1N[:, a + k : q + k + 1],
+                model,
+                start_pos=a,
+                cache=mtp_caches[k - 1],
+            )
             if k < K:
-                hid[k][:, a:q + 1] = h_1SD
+                hid[k][:, a : q + 1] = h_1SD
             toks_1N[:, L + k] = mtp.depth_logits(k, h_1SD[:, -1:], model)[:, -1].argmax(-1)
             exact[k - 1] = max(0, L - k + 1)  # position i embedded t_{i+k}, committed iff <= L
 
@@ -114,9 +132,9 @@ def _decode_row(model: nn.Module, mtp: nn.Module, prompt_1T: torch.Tensor, max_n
     L = P  # index of the newest committed token; its main KV entry is not written yet
     while max_new > L - P + 1:
         draft(L)
-        h_1SD = model.trunk(toks_1N[:, L:L + K + 1], start_pos=L, caches=caches)
+        h_1SD = model.trunk(toks_1N[:, L : L + K + 1], start_pos=L, caches=caches)
         pred_1S = model.logits(h_1SD).argmax(-1)  # pred[j]: main's token for position L+j+1
-        drafts = toks_1N[0, L + 1:L + K + 1]
+        drafts = toks_1N[0, L + 1 : L + K + 1]
         num_ok = int((pred_1S[0, :K] == drafts).long().cumprod(0).sum())
         stats.rounds.append((L, drafts.tolist()))
         for k in range(K):
@@ -124,21 +142,23 @@ def _decode_row(model: nn.Module, mtp: nn.Module, prompt_1T: torch.Tensor, max_n
             stats.accepted[k] += int(k < num_ok)
         stats.verify_forwards += 1
         stats.verify_tokens += num_ok + 1
-        toks_1N[:, L + 1:L + num_ok + 2] = pred_1S[:, :num_ok + 1]
-        hid[0][:, L:L + num_ok + 1] = mtp.main_hidden(h_1SD[:, :num_ok + 1], model)
+        toks_1N[:, L + 1 : L + num_ok + 2] = pred_1S[:, : num_ok + 1]
+        hid[0][:, L : L + num_ok + 1] = mtp.main_hidden(h_1SD[:, : num_ok + 1], model)
         L += num_ok + 1
-    return toks_1N[:, :P + max_new]
+    return toks_1N[:, : P + max_new]
 
 
 @torch.no_grad()
-def compare_decoding(model: nn.Module, prompts_NT: torch.Tensor,
-                     max_new_tokens: int) -> dict[str, float]:
+def compare_decoding(
+    model: nn.Module, prompts_NT: torch.Tensor, max_new_tokens: int
+) -> dict[str, float]:
     """Plain vs MTP-speculative greedy decoding of each prompt (batch 1), timed in one run.
 
     Returns per-depth acceptance `spec_accept_d<k>`, `spec_tokens_per_forward`, decode
     tokens/s of both, their ratio `spec_speedup` and `spec_identical` (1.0 when every
     speculative output equals the plain greedy one, as it must).
     """
+
     def sync() -> None:  # GPU work is asynchronous: wait for it before reading the clock
         if prompts_NT.is_cuda:
             torch.cuda.synchronize(prompts_NT.device)
@@ -158,13 +178,15 @@ def compare_decoding(model: nn.Module, prompts_NT: torch.Tensor,
     spec_s = time.perf_counter() - t0
     num_tokens = len(prompts_NT) * max_new_tokens
     out = {f"spec_accept_d{k + 1}": a for k, a in enumerate(stats.acceptance())}
-    out.update({
-        "spec_tokens_per_forward": stats.tokens_per_forward(),
-        "plain_decode_tokens_per_s": num_tokens / plain_s,
-        "spec_decode_tokens_per_s": num_tokens / spec_s,
-        "spec_speedup": plain_s / spec_s,
-        "spec_identical": float(all(torch.equal(a, b) for a, b in zip(plain, spec))),
-    })
+    out.update(
+        {
+            "spec_tokens_per_forward": stats.tokens_per_forward(),
+            "plain_decode_tokens_per_s": num_tokens / plain_s,
+            "spec_decode_tokens_per_s": num_tokens / spec_s,
+            "spec_speedup": plain_s / spec_s,
+            "spec_identical": float(all(torch.equal(a, b) for a, b in zip(plain, spec))),
+        }
+    )
     return out
 
 

@@ -31,8 +31,9 @@ def paired_test(arm: dict[int, float], baseline: dict[int, float]) -> tuple[floa
     """
     from scipy import stats
 
-    seeds = sorted(s for s in arm if s in baseline and arm[s] is not None
-                   and baseline[s] is not None)
+    seeds = sorted(
+        s for s in arm if s in baseline and arm[s] is not None and baseline[s] is not None
+    )
     diffs = [float(arm[s]) - float(baseline[s]) for s in seeds]
     if not diffs:
         return math.nan, math.nan, 0

@@ -18,8 +18,21 @@ from typing import Any
 
 from ablate.config import Config, ConfigError, Layers, config_hash, from_layers, load_layers
 
-TOP_KEYS = ("name", "base", "seeds", "budget", "baseline", "overrides", "plugins", "tracking",
-            "report", "max_attempts", "grid", "zip", "arms")
+TOP_KEYS = (
+    "name",
+    "base",
+    "seeds",
+    "budget",
+    "baseline",
+    "overrides",
+    "plugins",
+    "tracking",
+    "report",
+    "max_attempts",
+    "grid",
+    "zip",
+    "arms",
+)
 DEFAULT_MAX_ATTEMPTS = 2  # a failed trial is started at most this many times in total
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # sweep names become directory names
 _SOURCE_MARK = "sweep::"  # layer sources we add, so validation errors map back to sweep keys
@@ -73,8 +86,12 @@ def _nest(dotted: dict[str, Any], src: str = "<sweep>", where: str = "") -> dict
         for part in parents:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise ConfigError(src, f"{where}{key}", "sets a key inside a value that another "
-                                  "key of the same mapping sets as a whole")
+                raise ConfigError(
+                    src,
+                    f"{where}{key}",
+                    "sets a key inside a value that another "
+                    "key of the same mapping sets as a whole",
+                )
         node[leaf] = value
     return out
 
@@ -162,14 +179,19 @@ def _read_spec(path: Path) -> tuple[dict, str]:
     src = str(path)
     for key in spec:
         if key not in TOP_KEYS:
-            raise ConfigError(src, str(key), "unknown sweep key",
-                              difflib.get_close_matches(str(key), TOP_KEYS))
+            raise ConfigError(
+                src, str(key), "unknown sweep key", difflib.get_close_matches(str(key), TOP_KEYS)
+            )
     for key in ("name", "base", "seeds", "budget", "baseline"):
         if key not in spec:
             raise ConfigError(src, key, "required sweep key is missing")
     if not isinstance(spec["name"], str) or not _NAME_RE.match(spec["name"]):
-        raise ConfigError(src, "name", "must be letters, digits, '_', '-' or '.' (it names "
-                          f"runs/<name>/), got {spec['name']!r}")
+        raise ConfigError(
+            src,
+            "name",
+            "must be letters, digits, '_', '-' or '.' (it names "
+            f"runs/<name>/), got {spec['name']!r}",
+        )
     return spec, src
 
 
@@ -181,8 +203,13 @@ def _budget(spec: dict, src: str) -> dict[str, int]:
     return {kind: _int(value, src, f"budget.{kind}", minimum=1)}
 
 
-def _resolve(base: Layers, layers: list[tuple[str, dict]], cli: tuple[str, ...], src: str,
-             where: dict[str, str]) -> Config:
+def _resolve(
+    base: Layers,
+    layers: list[tuple[str, dict]],
+    cli: tuple[str, ...],
+    src: str,
+    where: dict[str, str],
+) -> Config:
     """Validate base + sweep layers + command line, mapping errors back to sweep keys."""
     stack = Layers()
     stack.items = list(base.items)
@@ -193,13 +220,17 @@ def _resolve(base: Layers, layers: list[tuple[str, dict]], cli: tuple[str, ...],
     except ConfigError as e:
         if not e.source.startswith(_SOURCE_MARK):
             raise
-        label = e.source[len(_SOURCE_MARK):]
+        label = e.source[len(_SOURCE_MARK) :]
         if label == "arm":  # an arm override: name its sweep key (arms.<arm>, grid or zip)
-            related = [k for k in where if e.key == k or e.key.startswith(k + ".")
-                       or k.startswith(e.key + ".")]
+            related = [
+                k
+                for k in where
+                if e.key == k or e.key.startswith(k + ".") or k.startswith(e.key + ".")
+            ]
             label = where[max(related, key=len)] if related else "arms"
-        prefix = f"{label}." if label in ("overrides", "grid", "zip") or label.startswith(
-            "arms") else ""
+        prefix = (
+            f"{label}." if label in ("overrides", "grid", "zip") or label.startswith("arms") else ""
+        )
         raise ConfigError(src, prefix + e.key, e.msg, e.matches) from None
 
 
@@ -231,8 +262,12 @@ def load_sweep(path: str | Path, cli_overrides: list[str] | tuple[str, ...] = ()
     report = _mapping(spec.get("report"), src, "report")
     for key in report:
         if key not in ("dir", "title"):
-            raise ConfigError(src, f"report.{key}", "unknown report option",
-                              difflib.get_close_matches(str(key), ("dir", "title")))
+            raise ConfigError(
+                src,
+                f"report.{key}",
+                "unknown report option",
+                difflib.get_close_matches(str(key), ("dir", "title")),
+            )
     arms, where = expand_arms(spec, src)
     steps_by_arm: dict[str, int] = {}
     for arm, overrides in arms.items():
@@ -244,28 +279,54 @@ def load_sweep(path: str | Path, cli_overrides: list[str] | tuple[str, ...] = ()
             per_step = cfg.data.batch_size * cfg.data.seq_len * cfg.train.grad_accum
             steps_by_arm[arm] = budget["tokens"] // per_step
     if spec["baseline"] not in arms:
-        raise ConfigError(src, "baseline", f"{spec['baseline']!r} is not an arm (arms: "
-                          f"{', '.join(arms)})", difflib.get_close_matches(str(spec["baseline"]),
-                                                                          list(arms)))
+        raise ConfigError(
+            src,
+            "baseline",
+            f"{spec['baseline']!r} is not an arm (arms: {', '.join(arms)})",
+            difflib.get_close_matches(str(spec["baseline"]), list(arms)),
+        )
     if len(set(steps_by_arm.values())) > 1:
-        raise ConfigError(src, "budget.tokens", "gives a different number of steps per arm "
-                          f"(batch_size x seq_len x grad_accum differ): {steps_by_arm}")
+        raise ConfigError(
+            src,
+            "budget.tokens",
+            "gives a different number of steps per arm "
+            f"(batch_size x seq_len x grad_accum differ): {steps_by_arm}",
+        )
     steps = next(iter(steps_by_arm.values()))
     if steps < 1:
         raise ConfigError(src, "budget.tokens", f"{budget['tokens']} tokens is less than one step")
     trials, seen = [], {}
     for arm, overrides in arms.items():
         for seed in seeds:
-            layers = [*common, ("arm", _nest(overrides, src, f"arms.{arm}.")),
-                      ("budget", {"train": {"steps": steps, "seed": seed}})]
+            layers = [
+                *common,
+                ("arm", _nest(overrides, src, f"arms.{arm}.")),
+                ("budget", {"train": {"steps": steps, "seed": seed}}),
+            ]
             cfg = _resolve(base, layers, cli, src, where[arm])
             trial = Trial(arm, seed, dict(overrides), cfg, config_hash(cfg))
             if trial.trial_id in seen:
                 other = seen[trial.trial_id]
-                raise ConfigError(src, f"arms.{arm}", f"seed {seed} resolves to the same config "
-                                  f"as arm {other.arm!r} seed {other.seed} (id {trial.trial_id})")
+                raise ConfigError(
+                    src,
+                    f"arms.{arm}",
+                    f"seed {seed} resolves to the same config "
+                    f"as arm {other.arm!r} seed {other.seed} (id {trial.trial_id})",
+                )
             seen[trial.trial_id] = trial
             trials.append(trial)
-    return Sweep(name=spec["name"], path=path, text=path.read_text(), base=base_path,
-                 seeds=seeds, budget=budget, steps=steps, baseline=spec["baseline"], arms=arms,
-                 trials=trials, max_attempts=max_attempts, report=report, cli_overrides=cli)
+    return Sweep(
+        name=spec["name"],
+        path=path,
+        text=path.read_text(),
+        base=base_path,
+        seeds=seeds,
+        budget=budget,
+        steps=steps,
+        baseline=spec["baseline"],
+        arms=arms,
+        trials=trials,
+        max_attempts=max_attempts,
+        report=report,
+        cli_overrides=cli,
+    )

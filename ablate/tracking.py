@@ -11,9 +11,23 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-SUMMARY_KEYS = ("status", "reason", "steps", "seed", "config_hash", "train_loss", "val_loss",
-                "val_ppl", "tokens_per_s", "num_params", "num_params_non_embedding",
-                "peak_mem_mb", "wall_s", "git_rev", "git_dirty")
+SUMMARY_KEYS = (
+    "status",
+    "reason",
+    "steps",
+    "seed",
+    "config_hash",
+    "train_loss",
+    "val_loss",
+    "val_ppl",
+    "tokens_per_s",
+    "num_params",
+    "num_params_non_embedding",
+    "peak_mem_mb",
+    "wall_s",
+    "git_rev",
+    "git_dirty",
+)
 
 
 class TrackingHealth:
@@ -25,14 +39,22 @@ class TrackingHealth:
     def fail(self, what: str, exc: BaseException) -> None:
         if self.error is None:
             self.error = f"{what}: {type(exc).__name__}: {exc}"
-            warnings.warn(f"W&B tracking disabled ({self.error}); training continues and "
-                          "results stay in the ledger and metrics.jsonl", stacklevel=2)
+            warnings.warn(
+                f"W&B tracking disabled ({self.error}); training continues and "
+                "results stay in the ledger and metrics.jsonl",
+                stacklevel=2,
+            )
 
 
 def _numeric(record: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in record.items()
-            if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)
-            and math.isfinite(float(v))}
+    return {
+        k: float(v)
+        for k, v in record.items()
+        if k != "step"
+        and isinstance(v, (int, float))
+        and not isinstance(v, bool)
+        and math.isfinite(float(v))
+    }
 
 
 class WandbCallback:
@@ -47,8 +69,16 @@ class WandbCallback:
         health: shared failure state (warn once per process).
     """
 
-    def __init__(self, cfg, *, sweep_name: str, arm: str, trial_id: str, trial_dir: str | Path,
-                 health: TrackingHealth) -> None:
+    def __init__(
+        self,
+        cfg,
+        *,
+        sweep_name: str,
+        arm: str,
+        trial_id: str,
+        trial_dir: str | Path,
+        health: TrackingHealth,
+    ) -> None:
         self.cfg, self.sweep_name, self.arm, self.trial_id = cfg, sweep_name, arm, trial_id
         self.trial_dir, self.health = Path(trial_dir), health
         self.run = None
@@ -65,12 +95,20 @@ class WandbCallback:
         t = self.cfg.tracking
         self.trial_dir.mkdir(parents=True, exist_ok=True)
         self.run = wandb.init(
-            project=t.project, entity=t.entity or None, group=self.sweep_name,
-            job_type=self.arm, name=f"{self.arm}-s{self.cfg.train.seed}-{self.trial_id}",
-            id=self.trial_id, resume="allow", dir=str(self.trial_dir), mode=t.wandb,
+            project=t.project,
+            entity=t.entity or None,
+            group=self.sweep_name,
+            job_type=self.arm,
+            name=f"{self.arm}-s{self.cfg.train.seed}-{self.trial_id}",
+            id=self.trial_id,
+            resume="allow",
+            dir=str(self.trial_dir),
+            mode=t.wandb,
             config=to_dict(self.cfg),
-            settings=wandb.Settings(silent=True, console="off", x_disable_stats=True,
-                                    disable_git=True, save_code=False))
+            settings=wandb.Settings(
+                silent=True, console="off", x_disable_stats=True, disable_git=True, save_code=False
+            ),
+        )
 
     def __call__(self, record: dict[str, Any]) -> None:
         if not self.enabled:

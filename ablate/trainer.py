@@ -72,7 +72,8 @@ def evaluate(model: Transformer, corpus, cfg: Config, precision) -> dict[str, fl
         with precision.autocast():
             logits_BTV, _ = model(x_BT.to(device))
         total += torch.nn.functional.cross_entropy(
-            logits_BTV.flatten(0, 1).float(), y_BT.to(device).flatten(), reduction="sum").item()
+            logits_BTV.flatten(0, 1).float(), y_BT.to(device).flatten(), reduction="sum"
+        ).item()
         count += y_BT.numel()
     out = {"val_loss": total / count}
     out["val_ppl"] = math.exp(min(out["val_loss"], 50.0))
@@ -110,8 +111,7 @@ def _peak_mem_mb(device: torch.device) -> float:
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     other = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": other, "weight_decay": 0.0}]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": other, "weight_decay": 0.0}]
 
 
 def build(cfg: Config, device: torch.device):
@@ -121,8 +121,10 @@ def build(cfg: Config, device: torch.device):
     if mcfg.vocab_size == 0:
         mcfg = replace(mcfg, vocab_size=corpus.tokenizer.vocab_size)
     elif mcfg.vocab_size < corpus.tokenizer.vocab_size:
-        raise ValueError(f"model.vocab_size={mcfg.vocab_size} is smaller than the tokenizer's "
-                         f"{corpus.tokenizer.vocab_size}")
+        raise ValueError(
+            f"model.vocab_size={mcfg.vocab_size} is smaller than the tokenizer's "
+            f"{corpus.tokenizer.vocab_size}"
+        )
     torch.manual_seed(cfg.train.seed)
     model = Transformer(mcfg).to(device)
     precision = registry.build(cfg.train.precision, device)
@@ -130,8 +132,14 @@ def build(cfg: Config, device: torch.device):
     return corpus, model, precision
 
 
-def train(cfg: Config, out_dir: str | Path, *, resume: bool = True,
-          callbacks: list[Callback] = (), stop_after: int | None = None) -> dict[str, Any]:
+def train(
+    cfg: Config,
+    out_dir: str | Path,
+    *,
+    resume: bool = True,
+    callbacks: list[Callback] = (),
+    stop_after: int | None = None,
+) -> dict[str, Any]:
     """Run (or resume) one trial in `out_dir` and return its summary.
 
     `callbacks` receive every logged record (train and eval rows) and, last, the summary
@@ -147,8 +155,9 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = True,
     random.seed(tc.seed)
     corpus, model, precision = build(cfg, device)
     comps = list(components(model))
-    opt = precision.build_optimizer(_param_groups(model, tc.weight_decay), lr=tc.lr,
-                                    betas=(tc.beta1, tc.beta2))
+    opt = precision.build_optimizer(
+        _param_groups(model, tc.weight_decay), lr=tc.lr, betas=(tc.beta1, tc.beta2)
+    )
     (out / "config.yaml").write_text(to_yaml(cfg))
     start = 0
     ckpt_path = out / CHECKPOINT
@@ -157,8 +166,10 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = True,
     if resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
         if ckpt["config_hash"] != config_hash(cfg):
-            raise ValueError(f"{ckpt_path} belongs to config {ckpt['config_hash']}, not "
-                             f"{config_hash(cfg)}; use another output directory or --restart")
+            raise ValueError(
+                f"{ckpt_path} belongs to config {ckpt['config_hash']}, not "
+                f"{config_hash(cfg)}; use another output directory or --restart"
+            )
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         _set_rng_state(ckpt["rng"])
@@ -175,20 +186,36 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = True,
             cb(record)
 
     def save(step: int) -> None:
-        state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "rng": _rng_state(),
-                 "step": step, "config_hash": config_hash(cfg)}
+        state = {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "rng": _rng_state(),
+            "step": step,
+            "config_hash": config_hash(cfg),
+        }
         _atomic_write(ckpt_path, lambda p: torch.save(state, p))
 
     # A resumed run starts from the last logged values (all of them when it resumes at the end).
     status, reason = "done", ""
     loss_val = next((r["loss"] for r in reversed(history) if "loss" in r), float("nan"))
-    last_eval = next(({k: v for k, v in r.items() if k.startswith("val_")}
-                      for r in reversed(history) if "val_loss" in r), {})
-    logged_tps = next((r["tokens_per_s"] for r in reversed(history) if r.get("tokens_per_s")),
-                      None)
+    last_eval = next(
+        (
+            {k: v for k, v in r.items() if k.startswith("val_")}
+            for r in reversed(history)
+            if "val_loss" in r
+        ),
+        {},
+    )
+    logged_tps = next((r["tokens_per_s"] for r in reversed(history) if r.get("tokens_per_s")), None)
     # Component metrics of the last train log row (counters reset when read, so keep them).
-    last_metrics = next(({k: v for k, v in r.items() if k not in TRAIN_KEYS and "/" not in k}
-                         for r in reversed(history) if "loss" in r), {})
+    last_metrics = next(
+        (
+            {k: v for k, v in r.items() if k not in TRAIN_KEYS and "/" not in k}
+            for r in reversed(history)
+            if "loss" in r
+        ),
+        {},
+    )
     timed_s, timed_tokens, train_s = 0.0, 0, 0.0  # train_s: all step time, evals excluded
     tokens_per_step = cfg.data.batch_size * cfg.data.seq_len * tc.grad_accum
     model.train()
@@ -215,13 +242,18 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = True,
         loss_val = loss_sum
         if not math.isfinite(loss_val) or (step > tc.warmup_steps and loss_val > tc.loss_cap):
             status = "diverged"
-            reason = (f"non-finite training loss at step {step}" if not math.isfinite(loss_val)
-                      else f"training loss {loss_val:.3f} above loss_cap {tc.loss_cap} at step "
-                      f"{step}")
+            reason = (
+                f"non-finite training loss at step {step}"
+                if not math.isfinite(loss_val)
+                else f"training loss {loss_val:.3f} above loss_cap {tc.loss_cap} at step {step}"
+            )
             emit({"step": step, "loss": loss_val, "lr": lr})
             break
-        grad_norm = (torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip).item()
-                     if tc.grad_clip > 0 else float("nan"))
+        grad_norm = (
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip).item()
+            if tc.grad_clip > 0
+            else float("nan")
+        )
         opt.step()
         opt.zero_grad(set_to_none=True)
         for c in comps:
@@ -232,9 +264,14 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = True,
             timed_s += dt
             timed_tokens += tokens_per_step
         if step % tc.log_every == 0 or step == tc.steps:
-            record = {"step": step, "loss": loss_val, "lr": lr, "grad_norm": grad_norm,
-                      "train_s": train_s,
-                      "tokens_per_s": timed_tokens / timed_s if timed_s else None}
+            record = {
+                "step": step,
+                "loss": loss_val,
+                "lr": lr,
+                "grad_norm": grad_norm,
+                "train_s": train_s,
+                "tokens_per_s": timed_tokens / timed_s if timed_s else None,
+            }
             record.update({f"loss/{k}": float(v) for k, v in extra_sums.items()})
             metrics = collect_metrics(model)
             record.update(metrics)
@@ -258,18 +295,28 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = True,
     log_f.close()
     final = _final_metrics(model, comps, corpus) if status == "done" else {}
     summary = {
-        "status": status, "reason": reason, "steps": step, "seed": tc.seed,
-        "config_hash": config_hash(cfg), "train_loss": loss_val,
-        "val_loss": last_eval.get("val_loss"), "val_ppl": last_eval.get("val_ppl"),
+        "status": status,
+        "reason": reason,
+        "steps": step,
+        "seed": tc.seed,
+        "config_hash": config_hash(cfg),
+        "train_loss": loss_val,
+        "val_loss": last_eval.get("val_loss"),
+        "val_ppl": last_eval.get("val_ppl"),
         "tokens_per_s": timed_tokens / timed_s if timed_s else logged_tps,
-        "num_params": model.num_params(), "num_params_non_embedding":
-            model.num_params(non_embedding=True),
-        "peak_mem_mb": _peak_mem_mb(device), "wall_s": time.perf_counter() - t_start,
-        "resumed_from": start, "device": str(device), "vocab_size": model.cfg.vocab_size,
+        "num_params": model.num_params(),
+        "num_params_non_embedding": model.num_params(non_embedding=True),
+        "peak_mem_mb": _peak_mem_mb(device),
+        "wall_s": time.perf_counter() - t_start,
+        "resumed_from": start,
+        "device": str(device),
+        "vocab_size": model.cfg.vocab_size,
         "metrics": {**last_metrics, **last_eval, **final},
-        "precision": precision.summary(), "data": corpus.info,
+        "precision": precision.summary(),
+        "data": corpus.info,
         **{k: v for k, v in repro.git_info().items() if k != "git_diff"},
-        "versions": repro.versions(), "hardware": repro.hardware(),
+        "versions": repro.versions(),
+        "hardware": repro.hardware(),
     }
     if repro.git_info()["git_dirty"]:
         (out / "git.diff").write_text(repro.git_info()["git_diff"])
@@ -313,7 +360,10 @@ def _truncate_metrics(path: Path, step: int) -> list[dict]:
     """Drop records past the checkpoint so a resumed run logs each step once; return the rest."""
     if not path.exists():
         return []
-    keep = [r for r in map(json.loads, filter(str.strip, path.read_text().splitlines()))
-            if r.get("step", 0) <= step]
+    keep = [
+        r
+        for r in map(json.loads, filter(str.strip, path.read_text().splitlines()))
+        if r.get("step", 0) <= step
+    ]
     _atomic_write(path, lambda p: p.write_text("".join(json.dumps(r) + "\n" for r in keep)))
     return keep

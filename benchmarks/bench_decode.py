@@ -37,8 +37,9 @@ TRAIN_SHAPE = (16, 128)  # windows x tokens of one training step (base/small.yam
 
 def build(arm: str, max_len: int) -> Transformer:
     name, fields = ARMS[arm]
-    cfg = ModelConfig(**WIDTH, max_seq_len=max_len,
-                      attention=registry.get("attention", name).Config(**fields))
+    cfg = ModelConfig(
+        **WIDTH, max_seq_len=max_len, attention=registry.get("attention", name).Config(**fields)
+    )
     torch.manual_seed(0)
     return Transformer(cfg)
 
@@ -80,7 +81,7 @@ def decode(model: Transformer, batch: int, context: int, new: int) -> tuple:
     prefill = clock.lap()
     clock = Clock()
     for pos in range(context, context + new):
-        model(ids[:, pos:pos + 1], start_pos=pos, caches=caches)
+        model(ids[:, pos : pos + 1], start_pos=pos, caches=caches)
     return prefill, clock.lap(), cache_bytes
 
 
@@ -94,8 +95,10 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"load average {os.getloadavg()[0]:.1f}, batch {args.batch}, {args.new} new tokens")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"load average {os.getloadavg()[0]:.1f}, batch {args.batch}, {args.new} new tokens"
+    )
     max_len = max(args.contexts) + args.new
     models = {arm: build(arm, max_len).eval() for arm in ARMS}
     absorbed = models["mla-absorbed"].blocks[0].attn
@@ -107,8 +110,10 @@ def main() -> None:
         elems = model.blocks[0].attn.kv_cache_bytes_per_token(torch.float32) // 4
         wall, cpu = train_step_ms(arm, args.repeats)
         print(f"| {arm} | {elems} | {wall:.0f} | {cpu:.0f} |", flush=True)
-    print("\n| context | attention | cache MiB (fp32) | prefill ms (wall / CPU) | "
-          "decode tok/s (wall / CPU) |")
+    print(
+        "\n| context | attention | cache MiB (fp32) | prefill ms (wall / CPU) | "
+        "decode tok/s (wall / CPU) |"
+    )
     print("|---|---|---|---|---|")
     tokens = args.batch * args.new
     for context in args.contexts:
@@ -116,8 +121,11 @@ def main() -> None:
             runs = [decode(model, args.batch, context, args.new) for _ in range(args.repeats)]
             pre = [1e3 * statistics.median(r[0][j] for r in runs) for j in (0, 1)]
             tps = [tokens / statistics.median(r[1][j] for r in runs) for j in (0, 1)]
-            print(f"| {context} | {arm} | {runs[0][2] / 2**20:.2f} | {pre[0]:.0f} / {pre[1]:.0f} "
-                  f"| {tps[0]:.0f} / {tps[1]:.0f} |", flush=True)
+            print(
+                f"| {context} | {arm} | {runs[0][2] / 2**20:.2f} | {pre[0]:.0f} / {pre[1]:.0f} "
+                f"| {tps[0]:.0f} / {tps[1]:.0f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -22,8 +22,13 @@ from ablate.data import train_batch
 from ablate.trainer import _param_groups, build, lr_at, train
 
 CONFIG = Path(__file__).resolve().parent.parent / "sweeps" / "base" / "shakespeare_char.yaml"
-OVERRIDES = ["data.dataset={name: embedded}", "train.eval_every=100000", "train.log_every=50",
-             "train.checkpoint_every=0", "data.eval_windows=8"]
+OVERRIDES = [
+    "data.dataset={name: embedded}",
+    "train.eval_every=100000",
+    "train.log_every=50",
+    "train.checkpoint_every=0",
+    "data.eval_windows=8",
+]
 
 
 def bare_loop(cfg) -> float:
@@ -31,8 +36,9 @@ def bare_loop(cfg) -> float:
     corpus, model, _ = build(cfg, torch.device("cpu"))
     tc = cfg.train
     batches = [train_batch(corpus, cfg.data, tc.seed, s) for s in range(1, tc.steps + 1)]
-    opt = torch.optim.AdamW(_param_groups(model, tc.weight_decay), lr=tc.lr,
-                            betas=(tc.beta1, tc.beta2))
+    opt = torch.optim.AdamW(
+        _param_groups(model, tc.weight_decay), lr=tc.lr, betas=(tc.beta1, tc.beta2)
+    )
     times = []
     for step, (x, y) in enumerate(batches, start=1):
         t0 = time.perf_counter()

@@ -37,10 +37,17 @@ PROMPT_LEN = 32
 def load_model(trial: Path | None, steps: int, overrides: list[str]):
     """(model, corpus, label): a trial's checkpoint, or a model trained here for `steps`."""
     if trial is None:
-        cfg = load_config(REPO / "sweeps/base/small.yaml",
-                          [*overrides, f"train.steps={steps}", "train.eval_every=100000",
-                           "tracking.wandb=disabled", "model.mtp.spec_prompts=0",
-                           "train.checkpoint_every=0"])
+        cfg = load_config(
+            REPO / "sweeps/base/small.yaml",
+            [
+                *overrides,
+                f"train.steps={steps}",
+                "train.eval_every=100000",
+                "tracking.wandb=disabled",
+                "model.mtp.spec_prompts=0",
+                "train.checkpoint_every=0",
+            ],
+        )
         trial = Path(tempfile.mkdtemp(prefix="bench_spec_"))
         train(cfg, trial, resume=False)
     cfg = load_config(trial / "config.yaml")
@@ -67,9 +74,14 @@ def measure(model, prompts_NP: torch.Tensor, new: int, repeats: int) -> dict[str
     tokens = len(prompts_NP) * new
     p_s, s_s = statistics.median(plain_s), statistics.median(spec_s)
     rounds = stats.verify_forwards
-    return {"plain_tok_s": tokens / p_s, "spec_tok_s": tokens / s_s, "speedup": p_s / s_s,
-            "accept": stats.acceptance(), "tokens_per_forward": stats.tokens_per_forward(),
-            "cost_ratio": (s_s / rounds) / (p_s / tokens)}
+    return {
+        "plain_tok_s": tokens / p_s,
+        "spec_tok_s": tokens / s_s,
+        "speedup": p_s / s_s,
+        "accept": stats.acceptance(),
+        "tokens_per_forward": stats.tokens_per_forward(),
+        "cost_ratio": (s_s / rounds) / (p_s / tokens),
+    }
 
 
 def main() -> None:
@@ -86,11 +98,13 @@ def main() -> None:
     model, corpus, label = load_model(args.trial, args.train_steps, args.overrides)
     val = corpus.val_N
     starts = torch.linspace(0, len(val) - PROMPT_LEN - 1, args.prompts).long()
-    prompts_NP = torch.stack([val[s:s + PROMPT_LEN] for s in starts])
+    prompts_NP = torch.stack([val[s : s + PROMPT_LEN] for s in starts])
     r = measure(model, prompts_NP, args.new, args.repeats)
     accept = ", ".join(f"{a:.3f}" for a in r["accept"])
-    print(f"| {label} | {r['plain_tok_s']:.0f} | {r['spec_tok_s']:.0f} | {r['speedup']:.2f} | "
-          f"{accept} | {r['tokens_per_forward']:.2f} | {r['cost_ratio']:.2f} |")
+    print(
+        f"| {label} | {r['plain_tok_s']:.0f} | {r['spec_tok_s']:.0f} | {r['speedup']:.2f} | "
+        f"{accept} | {r['tokens_per_forward']:.2f} | {r['cost_ratio']:.2f} |"
+    )
 
 
 if __name__ == "__main__":

@@ -42,8 +42,9 @@ class GPT2Block(nn.Module):
 
     def forward(self, x_BTD: torch.Tensor) -> torch.Tensor:
         B, T, D = x_BTD.shape
-        q, k, v = self.qkv(self.ln1(x_BTD)).view(B, T, 3, self.num_heads, -1).transpose(1, 3
-                                                                                          ).unbind(2)
+        q, k, v = (
+            self.qkv(self.ln1(x_BTD)).view(B, T, 3, self.num_heads, -1).transpose(1, 3).unbind(2)
+        )
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         x_BTD = x_BTD + self.proj(y.transpose(1, 2).reshape(B, T, D))
         return x_BTD + self.out(F.gelu(self.fc(self.ln2(x_BTD))))
@@ -52,8 +53,9 @@ class GPT2Block(nn.Module):
 class GPT2Ref(nn.Module):
     """nanoGPT's CPU-config architecture: 4 layers, 4 heads, width 128, context 64."""
 
-    def __init__(self, vocab: int, dim: int = 128, layers: int = 4, heads: int = 4,
-                 ctx: int = 64) -> None:
+    def __init__(
+        self, vocab: int, dim: int = 128, layers: int = 4, heads: int = 4, ctx: int = 64
+    ) -> None:
         super().__init__()
         self.tok, self.pos = nn.Embedding(vocab, dim), nn.Embedding(ctx, dim)
         self.blocks = nn.ModuleList(GPT2Block(dim, heads) for _ in range(layers))
@@ -93,26 +95,32 @@ def main() -> None:
     evals = [r for r in rows if "val_loss" in r]
     for r in evals:
         print(f"step {r['step']:5d}  val_loss {r['val_loss']:.4f}  train_s {r['train_s']:.1f}")
-    print(f"final exact val loss {summary['val_loss']:.4f} (nanoGPT {NANOGPT_VAL_LOSS}); "
-          f"{summary['num_params']:,} params; {summary['tokens_per_s']:,.0f} tokens/s")
+    print(
+        f"final exact val loss {summary['val_loss']:.4f} (nanoGPT {NANOGPT_VAL_LOSS}); "
+        f"{summary['num_params']:,} params; {summary['tokens_per_s']:,.0f} tokens/s"
+    )
     corpus = load_corpus(cfg.data)
     batches = [train_batch(corpus, cfg.data, 0, s) for s in range(TIMED_STEPS)]
     torch.manual_seed(0)
     ref = GPT2Ref(corpus.tokenizer.vocab_size)
     ours = build(cfg, torch.device("cpu"))[1]
     ref_ms, ours_ms = step_ms(ref, batches), step_ms(ours, batches)
-    print(f"same-run step time: ours {ours_ms:.1f} ms, nanoGPT-architecture reference "
-          f"{ref_ms:.1f} ms ({sum(p.numel() for p in ref.parameters()):,} params); "
-          f"reference 2000 steps here = {NANOGPT_STEPS * ref_ms / 1e3:.0f} s")
+    print(
+        f"same-run step time: ours {ours_ms:.1f} ms, nanoGPT-architecture reference "
+        f"{ref_ms:.1f} ms ({sum(p.numel() for p in ref.parameters()):,} params); "
+        f"reference 2000 steps here = {NANOGPT_STEPS * ref_ms / 1e3:.0f} s"
+    )
     first = next((r for r in evals if r["val_loss"] <= NANOGPT_VAL_LOSS), None)
     if first is None:
         print(f"never reached {NANOGPT_VAL_LOSS}")
         return
     ref_wall = NANOGPT_STEPS * ref_ms / 1e3
-    print(f"passes {NANOGPT_VAL_LOSS} at step {first['step']} after {first['train_s']:.1f} s of "
-          f"training: {first['train_s'] / NANOGPT_WALL_S:.2f} of nanoGPT's {NANOGPT_WALL_S:.0f} s "
-          f"(baselines.md), {first['train_s'] / ref_wall:.2f} of the same-run reference's "
-          f"{ref_wall:.0f} s")
+    print(
+        f"passes {NANOGPT_VAL_LOSS} at step {first['step']} after {first['train_s']:.1f} s of "
+        f"training: {first['train_s'] / NANOGPT_WALL_S:.2f} of nanoGPT's {NANOGPT_WALL_S:.0f} s "
+        f"(baselines.md), {first['train_s'] / ref_wall:.2f} of the same-run reference's "
+        f"{ref_wall:.0f} s"
+    )
 
 
 if __name__ == "__main__":

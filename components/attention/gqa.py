@@ -20,8 +20,9 @@ from ablate.rope import apply_rope, rope_table
 from components.attention.mha import causal_attention, update_cache
 
 
-def grouped_causal_attention(q_BHTK: torch.Tensor, k_BGSK: torch.Tensor, v_BGSV: torch.Tensor,
-                             start_pos: int, scale: float) -> torch.Tensor:
+def grouped_causal_attention(
+    q_BHTK: torch.Tensor, k_BGSK: torch.Tensor, v_BGSV: torch.Tensor, start_pos: int, scale: float
+) -> torch.Tensor:
     """Causal attention where each of G key/value heads serves H/G consecutive query heads.
 
     Keys and values are never copied to H heads: a full causal pass uses SDPA's grouped mode;
@@ -35,14 +36,14 @@ def grouped_causal_attention(q_BHTK: torch.Tensor, k_BGSK: torch.Tensor, v_BGSV:
     if G == H:
         return causal_attention(q_BHTK, k_BGSK, v_BGSV, start_pos, scale)
     if start_pos == 0 and T == S:
-        return F.scaled_dot_product_attention(q_BHTK, k_BGSK, v_BGSV, is_causal=True,
-                                              scale=scale, enable_gqa=True)
+        return F.scaled_dot_product_attention(
+            q_BHTK, k_BGSK, v_BGSV, is_causal=True, scale=scale, enable_gqa=True
+        )
     q_BGXK = q_BHTK.reshape(B, G, (H // G) * T, K)  # X = R*T rows, head-major
     pos_T = torch.arange(start_pos, start_pos + T, device=q_BHTK.device)
     mask_TS = torch.arange(S, device=q_BHTK.device)[None, :] <= pos_T[:, None]
     mask_XS = mask_TS.repeat(H // G, 1)
-    o_BGXV = F.scaled_dot_product_attention(q_BGXK, k_BGSK, v_BGSV, attn_mask=mask_XS,
-                                            scale=scale)
+    o_BGXV = F.scaled_dot_product_attention(q_BGXK, k_BGSK, v_BGSV, attn_mask=mask_XS, scale=scale)
     return o_BGXV.reshape(B, H, T, -1)
 
 
@@ -59,13 +60,17 @@ class GQA(Attention):
                 raise ValueError(
                     f"model.attention.num_kv_heads={self.num_kv_heads} must be positive and "
                     f"divide model.num_heads={m.num_heads} (each key/value head serves a "
-                    "whole group of query heads)")
+                    "whole group of query heads)"
+                )
             if self.head_dim == 0 and m.dim % m.num_heads:
-                raise ValueError(f"model.dim={m.dim} is not divisible by "
-                                 f"model.num_heads={m.num_heads}; set model.attention.head_dim")
+                raise ValueError(
+                    f"model.dim={m.dim} is not divisible by "
+                    f"model.num_heads={m.num_heads}; set model.attention.head_dim"
+                )
             if self.head_dim < 0 or (self.head_dim or m.dim // m.num_heads) % 2:
-                raise ValueError("model.attention.head_dim must be positive and even "
-                                 "(RoPE rotates pairs)")
+                raise ValueError(
+                    "model.attention.head_dim must be positive and even (RoPE rotates pairs)"
+                )
 
     def __init__(self, cfg: Config, ctx: BuildContext) -> None:
         super().__init__()
@@ -75,26 +80,38 @@ class GQA(Attention):
         self.wq = nn.Linear(m.dim, self.num_heads * self.head_dim, bias=False)
         self.wkv = nn.Linear(m.dim, 2 * self.num_kv_heads * self.head_dim, bias=False)
         self.wo = nn.Linear(self.num_heads * self.head_dim, m.dim, bias=False)
-        self.register_buffer("rope_TP", rope_table(self.head_dim, m.max_seq_len, m.rope_theta),
-                             persistent=False)
+        self.register_buffer(
+            "rope_TP", rope_table(self.head_dim, m.max_seq_len, m.rope_theta), persistent=False
+        )
 
-    def forward(self, x_BTD: torch.Tensor, *, start_pos: int = 0,
-                cache: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x_BTD: torch.Tensor,
+        *,
+        start_pos: int = 0,
+        cache: dict[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         B, T, _ = x_BTD.shape
         q_BTHK = self.wq(x_BTD).view(B, T, self.num_heads, self.head_dim)
-        k_BTGK, v_BTGK = self.wkv(x_BTD).view(B, T, 2, self.num_kv_heads,
-                                              self.head_dim).unbind(2)
-        rot_TP = self.rope_TP[start_pos:start_pos + T]
+        k_BTGK, v_BTGK = self.wkv(x_BTD).view(B, T, 2, self.num_kv_heads, self.head_dim).unbind(2)
+        rot_TP = self.rope_TP[start_pos : start_pos + T]
         q_BTHK, k_BTGK = apply_rope(q_BTHK, rot_TP), apply_rope(k_BTGK, rot_TP)
         if cache is not None:
             k_BTGK, v_BTGK = update_cache(cache, start_pos, k=k_BTGK, v=v_BTGK)
-        o_BHTK = grouped_causal_attention(q_BTHK.transpose(1, 2), k_BTGK.transpose(1, 2),
-                                          v_BTGK.transpose(1, 2), start_pos,
-                                          self.head_dim ** -0.5)
+        o_BHTK = grouped_causal_attention(
+            q_BTHK.transpose(1, 2),
+            k_BTGK.transpose(1, 2),
+            v_BTGK.transpose(1, 2),
+            start_pos,
+            self.head_dim**-0.5,
+        )
         return self.wo(o_BHTK.transpose(1, 2).reshape(B, T, -1))
 
-    def new_cache(self, batch_size: int, max_len: int, dtype: torch.dtype,
-                  device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    def new_cache(
+        self, batch_size: int, max_len: int, dtype: torch.dtype, device: torch.device | str = "cpu"
+    ) -> dict[str, torch.Tensor]:
         shape = (batch_size, max_len, self.num_kv_heads, self.head_dim)
-        return {"k": torch.zeros(shape, dtype=dtype, device=device),
-                "v": torch.zeros(shape, dtype=dtype, device=device)}
+        return {
+            "k": torch.zeros(shape, dtype=dtype, device=device),
+            "v": torch.zeros(shape, dtype=dtype, device=device),
+        }

@@ -17,8 +17,9 @@ from ablate.registry import register
 from ablate.rope import apply_rope, rope_table
 
 
-def causal_attention(q_BHTK: torch.Tensor, k_BHSK: torch.Tensor, v_BHSV: torch.Tensor,
-                     start_pos: int, scale: float) -> torch.Tensor:
+def causal_attention(
+    q_BHTK: torch.Tensor, k_BHSK: torch.Tensor, v_BHSV: torch.Tensor, start_pos: int, scale: float
+) -> torch.Tensor:
     """Softmax attention of T queries at positions start_pos.. over S = start_pos+T keys."""
     T, S = q_BHTK.shape[-2], k_BHSK.shape[-2]
     if start_pos == 0 and T == S:
@@ -28,15 +29,16 @@ def causal_attention(q_BHTK: torch.Tensor, k_BHSK: torch.Tensor, v_BHSV: torch.T
     return F.scaled_dot_product_attention(q_BHTK, k_BHSK, v_BHSV, attn_mask=mask_TS, scale=scale)
 
 
-def update_cache(cache: dict[str, torch.Tensor], start_pos: int,
-                 **new_BT: torch.Tensor) -> list[torch.Tensor]:
+def update_cache(
+    cache: dict[str, torch.Tensor], start_pos: int, **new_BT: torch.Tensor
+) -> list[torch.Tensor]:
     """Write each new (B, T, ...) entry at positions start_pos.. and return, in the same order,
     the cached entries of every position so far: (B, start_pos + T, ...)."""
     out = []
     for name, x_BT in new_BT.items():
         B, T = x_BT.shape[:2]
-        cache[name][:B, start_pos:start_pos + T] = x_BT
-        out.append(cache[name][:B, :start_pos + T])
+        cache[name][:B, start_pos : start_pos + T] = x_BT
+        out.append(cache[name][:B, : start_pos + T])
     return out
 
 
@@ -49,8 +51,9 @@ class MHA(Attention):
         def check(self, root) -> None:
             m = root.model
             if self.head_dim == 0 and m.dim % m.num_heads:
-                raise ValueError(f"model.dim={m.dim} is not divisible by "
-                                 f"model.num_heads={m.num_heads}")
+                raise ValueError(
+                    f"model.dim={m.dim} is not divisible by model.num_heads={m.num_heads}"
+                )
             if self.head_dim < 0 or (self.head_dim or m.dim // m.num_heads) % 2:
                 raise ValueError("head dim must be positive and even (RoPE rotates pairs)")
 
@@ -62,24 +65,39 @@ class MHA(Attention):
         inner = self.num_heads * self.head_dim
         self.wqkv = nn.Linear(m.dim, 3 * inner, bias=False)
         self.wo = nn.Linear(inner, m.dim, bias=False)
-        self.register_buffer("rope_TP", rope_table(self.head_dim, m.max_seq_len, m.rope_theta),
-                             persistent=False)
+        self.register_buffer(
+            "rope_TP", rope_table(self.head_dim, m.max_seq_len, m.rope_theta), persistent=False
+        )
 
-    def forward(self, x_BTD: torch.Tensor, *, start_pos: int = 0,
-                cache: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x_BTD: torch.Tensor,
+        *,
+        start_pos: int = 0,
+        cache: dict[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         B, T, _ = x_BTD.shape
-        q_BTHK, k_BTHK, v_BTHK = self.wqkv(x_BTD).view(B, T, 3, self.num_heads,
-                                                        self.head_dim).unbind(2)
-        rot_TP = self.rope_TP[start_pos:start_pos + T]
+        q_BTHK, k_BTHK, v_BTHK = (
+            self.wqkv(x_BTD).view(B, T, 3, self.num_heads, self.head_dim).unbind(2)
+        )
+        rot_TP = self.rope_TP[start_pos : start_pos + T]
         q_BTHK, k_BTHK = apply_rope(q_BTHK, rot_TP), apply_rope(k_BTHK, rot_TP)
         if cache is not None:
             k_BTHK, v_BTHK = update_cache(cache, start_pos, k=k_BTHK, v=v_BTHK)
-        o_BHTK = causal_attention(q_BTHK.transpose(1, 2), k_BTHK.transpose(1, 2),
-                                  v_BTHK.transpose(1, 2), start_pos, self.head_dim ** -0.5)
+        o_BHTK = causal_attention(
+            q_BTHK.transpose(1, 2),
+            k_BTHK.transpose(1, 2),
+            v_BTHK.transpose(1, 2),
+            start_pos,
+            self.head_dim**-0.5,
+        )
         return self.wo(o_BHTK.transpose(1, 2).reshape(B, T, -1))
 
-    def new_cache(self, batch_size: int, max_len: int, dtype: torch.dtype,
-                  device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    def new_cache(
+        self, batch_size: int, max_len: int, dtype: torch.dtype, device: torch.device | str = "cpu"
+    ) -> dict[str, torch.Tensor]:
         shape = (batch_size, max_len, self.num_heads, self.head_dim)
-        return {"k": torch.zeros(shape, dtype=dtype, device=device),
-                "v": torch.zeros(shape, dtype=dtype, device=device)}
+        return {
+            "k": torch.zeros(shape, dtype=dtype, device=device),
+            "v": torch.zeros(shape, dtype=dtype, device=device),
+        }

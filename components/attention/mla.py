@@ -51,21 +51,30 @@ class MLA(Attention):
                 if getattr(self, name) <= 0:
                     raise ValueError(f"{p}.{name}={getattr(self, name)} must be positive")
             if self.q_lora_rank < 0:
-                raise ValueError(f"{p}.q_lora_rank={self.q_lora_rank} must be >= 0 "
-                                 "(0 = no query compression)")
+                raise ValueError(
+                    f"{p}.q_lora_rank={self.q_lora_rank} must be >= 0 (0 = no query compression)"
+                )
             if self.qk_rope_head_dim % 2:
-                raise ValueError(f"{p}.qk_rope_head_dim={self.qk_rope_head_dim} must be even "
-                                 "(RoPE rotates pairs)")
+                raise ValueError(
+                    f"{p}.qk_rope_head_dim={self.qk_rope_head_dim} must be even "
+                    "(RoPE rotates pairs)"
+                )
             if self.yarn and (self.rope_factor <= 1 or self.original_seq_len <= 0):
-                raise ValueError(f"{p}.rope_factor must be > 1 and {p}.original_seq_len "
-                                 "positive when YaRN is on")
+                raise ValueError(
+                    f"{p}.rope_factor must be > 1 and {p}.original_seq_len positive when YaRN is on"
+                )
 
     def __init__(self, cfg: Config, ctx: BuildContext) -> None:
         super().__init__()
         m = ctx.model
         self.cfg, self.num_heads = cfg, m.num_heads
-        H, N, R, V, C = (m.num_heads, cfg.qk_nope_head_dim, cfg.qk_rope_head_dim,
-                         cfg.v_head_dim, cfg.kv_lora_rank)
+        H, N, R, V, C = (
+            m.num_heads,
+            cfg.qk_nope_head_dim,
+            cfg.qk_rope_head_dim,
+            cfg.v_head_dim,
+            cfg.kv_lora_rank,
+        )
         if cfg.q_lora_rank == 0:
             self.wq = nn.Linear(m.dim, H * (N + R), bias=False)
         else:
@@ -79,23 +88,40 @@ class MLA(Attention):
         self.softmax_scale = (N + R) ** -0.5
         freqs_P = None
         if cfg.yarn and m.max_seq_len > cfg.original_seq_len:
-            freqs_P = yarn_freqs(R, m.rope_theta, cfg.rope_factor, cfg.original_seq_len,
-                                 cfg.beta_fast, cfg.beta_slow)
+            freqs_P = yarn_freqs(
+                R, m.rope_theta, cfg.rope_factor, cfg.original_seq_len, cfg.beta_fast, cfg.beta_slow
+            )
             self.softmax_scale *= yarn_softmax_multiplier(cfg.rope_factor, cfg.mscale)
         elif cfg.yarn:
-            warnings.warn(f"MLA: YaRN skipped, model.max_seq_len={m.max_seq_len} <= "
-                          f"original_seq_len={cfg.original_seq_len}", stacklevel=2)
-        self.register_buffer("rope_TP", rope_table(R, m.max_seq_len, m.rope_theta, freqs_P),
-                             persistent=False)
+            warnings.warn(
+                f"MLA: YaRN skipped, model.max_seq_len={m.max_seq_len} <= "
+                f"original_seq_len={cfg.original_seq_len}",
+                stacklevel=2,
+            )
+        self.register_buffer(
+            "rope_TP", rope_table(R, m.max_seq_len, m.rope_theta, freqs_P), persistent=False
+        )
 
-    def forward(self, x_BTD: torch.Tensor, *, start_pos: int = 0,
-                cache: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x_BTD: torch.Tensor,
+        *,
+        start_pos: int = 0,
+        cache: dict[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         B, T, _ = x_BTD.shape
-        H, N, R, C = (self.num_heads, self.cfg.qk_nope_head_dim, self.cfg.qk_rope_head_dim,
-                      self.cfg.kv_lora_rank)
-        rot_TP = self.rope_TP[start_pos:start_pos + T]
-        q_BTX = self.wq(x_BTD) if self.cfg.q_lora_rank == 0 else self.wq_b(
-            self.q_norm(self.wq_a(x_BTD)))
+        H, N, R, C = (
+            self.num_heads,
+            self.cfg.qk_nope_head_dim,
+            self.cfg.qk_rope_head_dim,
+            self.cfg.kv_lora_rank,
+        )
+        rot_TP = self.rope_TP[start_pos : start_pos + T]
+        q_BTX = (
+            self.wq(x_BTD)
+            if self.cfg.q_lora_rank == 0
+            else self.wq_b(self.q_norm(self.wq_a(x_BTD)))
+        )
         q_nope_BTHN, q_pe_BTHR = q_BTX.view(B, T, H, N + R).split((N, R), dim=-1)
         q_pe_BTHR = apply_rope(q_pe_BTHR, rot_TP)
         latent_BTC, k_pe_BTR = self.wkv_a(x_BTD).split((C, R), dim=-1)
@@ -117,8 +143,13 @@ class MLA(Attention):
         k_BTHK = torch.cat((k_nope_BTHN, k_pe_BTHR), dim=-1)
         if cache is not None:
             k_BTHK, v_BTHV = update_cache(cache, start_pos, k=k_BTHK, v=v_BTHV)
-        o_BHTV = grouped_causal_attention(q_BTHK.transpose(1, 2), k_BTHK.transpose(1, 2),
-                                          v_BTHV.transpose(1, 2), start_pos, self.softmax_scale)
+        o_BHTV = grouped_causal_attention(
+            q_BTHK.transpose(1, 2),
+            k_BTHK.transpose(1, 2),
+            v_BTHV.transpose(1, 2),
+            start_pos,
+            self.softmax_scale,
+        )
         return o_BHTV.transpose(1, 2)
 
     def _absorbed(self, q_nope_BTHN, q_pe_BTHR, c_BTC, k_pe_BTR, start_pos, cache):
@@ -134,20 +165,22 @@ class MLA(Attention):
         w_uk_HNC, w_uv_HVC = w_HXC[:, :N], w_HXC[:, N:]
         q_lat_BTHC = torch.einsum("bthn,hnc->bthc", q_nope_BTHN, w_uk_HNC)  # absorb W^UK
         q_BHTK = torch.cat((q_lat_BTHC, q_pe_BTHR), dim=-1).transpose(1, 2)  # K = C + R
-        (kv_BSK,) = update_cache(cache, start_pos,
-                                 latent_pe=torch.cat((c_BTC, k_pe_BTR), dim=-1))
+        (kv_BSK,) = update_cache(cache, start_pos, latent_pe=torch.cat((c_BTC, k_pe_BTR), dim=-1))
         kv_B1SK = kv_BSK.unsqueeze(1)
-        x_BHTC = grouped_causal_attention(q_BHTK, kv_B1SK, kv_B1SK, start_pos,
-                                          self.softmax_scale)[..., :C]
+        x_BHTC = grouped_causal_attention(q_BHTK, kv_B1SK, kv_B1SK, start_pos, self.softmax_scale)[
+            ..., :C
+        ]
         return torch.einsum("bhtc,hvc->bthv", x_BHTC, w_uv_HVC)  # absorb W^UV
 
-    def new_cache(self, batch_size: int, max_len: int, dtype: torch.dtype,
-                  device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    def new_cache(
+        self, batch_size: int, max_len: int, dtype: torch.dtype, device: torch.device | str = "cpu"
+    ) -> dict[str, torch.Tensor]:
         cfg, H = self.cfg, self.num_heads
         if cfg.cache_impl == "absorbed":  # normalised latent c^KV and rotated k^R side by side
             shape = (batch_size, max_len, cfg.kv_lora_rank + cfg.qk_rope_head_dim)
             return {"latent_pe": torch.zeros(shape, dtype=dtype, device=device)}
         k_shape = (batch_size, max_len, H, cfg.qk_nope_head_dim + cfg.qk_rope_head_dim)
-        return {"k": torch.zeros(k_shape, dtype=dtype, device=device),
-                "v": torch.zeros((batch_size, max_len, H, cfg.v_head_dim), dtype=dtype,
-                                 device=device)}
+        return {
+            "k": torch.zeros(k_shape, dtype=dtype, device=device),
+            "v": torch.zeros((batch_size, max_len, H, cfg.v_head_dim), dtype=dtype, device=device),
+        }

@@ -43,5 +43,8 @@ class Embedded(Dataset):
         return text
 
     def describe(self) -> dict:
-        return {"source": str(self.root), "python": sys.version.split()[0],
-                "sha256": getattr(self, "sha256", "")}
+        return {
+            "source": str(self.root),
+            "python": sys.version.split()[0],
+            "sha256": getattr(self, "sha256", ""),
+        }

@@ -32,5 +32,7 @@ class Text(Dataset):
         return text
 
     def describe(self) -> dict:
-        return {"source": str(Path(self.cfg.path).expanduser().resolve()),
-                "sha256": getattr(self, "sha256", "")}
+        return {
+            "source": str(Path(self.cfg.path).expanduser().resolve()),
+            "sha256": getattr(self, "sha256", ""),
+        }

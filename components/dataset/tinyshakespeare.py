@@ -15,8 +15,7 @@ from pathlib import Path
 from ablate.interfaces import Dataset
 from ablate.registry import register
 
-URL = ("https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/"
-       "input.txt")
+URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 FILENAME = "tinyshakespeare.txt"
 
@@ -63,8 +62,10 @@ class TinyShakespeare(Dataset):
 
     def _missing(self, why: str) -> str:
         places = ", ".join(str(p) for p in self.candidates())
-        return (f"tinyshakespeare not found ({why}). Put {FILENAME} in one of: {places} "
-                f"(or set data.dataset.path / $ABLATE_DATA_DIR); source: {URL}")
+        return (
+            f"tinyshakespeare not found ({why}). Put {FILENAME} in one of: {places} "
+            f"(or set data.dataset.path / $ABLATE_DATA_DIR); source: {URL}"
+        )
 
     def load_text(self) -> str:
         self.path = self.locate()

@@ -26,8 +26,9 @@ from ablate.registry import register
 IGNORE = -100  # cross-entropy ignore index for positions without a target
 
 
-def depth_targets(idx_BT: torch.Tensor, targets_BT: torch.Tensor, k: int,
-                  doc_sep_id: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
+def depth_targets(
+    idx_BT: torch.Tensor, targets_BT: torch.Tensor, k: int, doc_sep_id: int = -1
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Depth-k embedding inputs t_{i+k} and labels t_{i+k+1} (IGNORE where masked), (B, T) each.
 
     The window holds t_0..t_T (inputs plus the last target). Positions i > T-k-1 have no
@@ -36,13 +37,13 @@ def depth_targets(idx_BT: torch.Tensor, targets_BT: torch.Tensor, k: int,
     """
     T = idx_BT.shape[1]
     full_BT1 = torch.cat([idx_BT, targets_BT[:, -1:]], dim=1)
-    emb_BT = F.pad(full_BT1[:, k:k + T], (0, max(0, k - 1)), value=0)[:, :T]
-    labels_BT = F.pad(full_BT1[:, k + 1:], (0, k), value=IGNORE)[:, :T]
+    emb_BT = F.pad(full_BT1[:, k : k + T], (0, max(0, k - 1)), value=0)[:, :T]
+    labels_BT = F.pad(full_BT1[:, k + 1 :], (0, k), value=IGNORE)[:, :T]
     if doc_sep_id >= 0 and k < T:
         sep_cum_BT = F.pad((full_BT1 == doc_sep_id).long().cumsum(1), (1, 0))
-        crossed_BT = (sep_cum_BT[:, k:T] - sep_cum_BT[:, :T - k]) > 0
+        crossed_BT = (sep_cum_BT[:, k:T] - sep_cum_BT[:, : T - k]) > 0
         labels_BT = labels_BT.clone()
-        labels_BT[:, :T - k][crossed_BT] = IGNORE
+        labels_BT[:, : T - k][crossed_BT] = IGNORE
     return emb_BT, labels_BT
 
 
@@ -85,15 +86,24 @@ class MultiTokenPrediction(MTP):
                 raise ValueError("model.mtp.weight and model.mtp.weight_after must be >= 0")
             if self.switch_step < 0:
                 raise ValueError("model.mtp.switch_step must be >= 0")
-            counts = (self.spec_prompts, self.spec_prompt_len, self.spec_new_tokens,
-                      self.eval_windows, self.eval_seq_len)
+            counts = (
+                self.spec_prompts,
+                self.spec_prompt_len,
+                self.spec_new_tokens,
+                self.eval_windows,
+                self.eval_seq_len,
+            )
             if min(counts) < 0 or (self.spec_prompts and min(counts[1:3]) < 1):
-                raise ValueError("model.mtp.spec_* and eval_* counts must be >= 0 (prompt "
-                                 "length and new tokens >= 1 when spec_prompts > 0)")
+                raise ValueError(
+                    "model.mtp.spec_* and eval_* counts must be >= 0 (prompt "
+                    "length and new tokens >= 1 when spec_prompts > 0)"
+                )
             vocab = root.model.vocab_size
             if vocab and self.doc_sep_id >= vocab:
-                raise ValueError(f"model.mtp.doc_sep_id={self.doc_sep_id} is outside the "
-                                 f"vocabulary (model.vocab_size={vocab})")
+                raise ValueError(
+                    f"model.mtp.doc_sep_id={self.doc_sep_id} is outside the "
+                    f"vocabulary (model.vocab_size={vocab})"
+                )
 
     def __init__(self, cfg: Config, ctx: BuildContext) -> None:
         super().__init__()
@@ -103,8 +113,9 @@ class MultiTokenPrediction(MTP):
         self.num_depths = cfg.depth
         m = ctx.model
         # MTP blocks take the layer indices after the trunk's (MoE layer patterns see them).
-        self.depths = nn.ModuleList(DepthModule(m, ctx.make_block(m.num_layers + k))
-                                    for k in range(cfg.depth))
+        self.depths = nn.ModuleList(
+            DepthModule(m, ctx.make_block(m.num_layers + k)) for k in range(cfg.depth)
+        )
         # Optimizer steps taken, saved in checkpoints so a resumed run keeps the schedule.
         self.register_buffer("num_steps", torch.zeros((), dtype=torch.long))
         self._term: torch.Tensor | None = None
@@ -117,9 +128,16 @@ class MultiTokenPrediction(MTP):
         """h^0: the trunk output, after the main final norm if `hidden_input` says so."""
         return model.final_norm(h_BTD) if self.cfg.hidden_input == "post_norm" else h_BTD
 
-    def depth_hidden(self, k: int, h_prev_BTD: torch.Tensor, emb_ids_BT: torch.Tensor,
-                     model: nn.Module, *, start_pos: int = 0,
-                     cache: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    def depth_hidden(
+        self,
+        k: int,
+        h_prev_BTD: torch.Tensor,
+        emb_ids_BT: torch.Tensor,
+        model: nn.Module,
+        *,
+        start_pos: int = 0,
+        cache: dict[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """h^k from h^{k-1} and the ids t_{i+k} (k is 1-based), at positions start_pos.."""
         mod = self.depths[k - 1]
         e_BTD = mod.enorm(model.tok_emb(emb_ids_BT))
@@ -130,8 +148,9 @@ class MultiTokenPrediction(MTP):
         """Depth k's logits through its own final norm and the shared head: (B, T, V)."""
         return model.head(self.depths[k - 1].final_norm(h_BTD))
 
-    def new_caches(self, batch_size: int, max_len: int, dtype: torch.dtype,
-                   device: torch.device | str = "cpu") -> list[dict[str, torch.Tensor]]:
+    def new_caches(
+        self, batch_size: int, max_len: int, dtype: torch.dtype, device: torch.device | str = "cpu"
+    ) -> list[dict[str, torch.Tensor]]:
         """One KV cache per depth's block, for speculative drafting."""
         return [d.block.attn.new_cache(batch_size, max_len, dtype, device) for d in self.depths]
 
@@ -140,8 +159,9 @@ class MultiTokenPrediction(MTP):
         switched = self.cfg.switch_step and int(self.num_steps) >= self.cfg.switch_step
         return self.cfg.weight_after if switched else self.cfg.weight
 
-    def depth_losses(self, h_BTD: torch.Tensor, idx_BT: torch.Tensor, targets_BT: torch.Tensor,
-                     model: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    def depth_losses(
+        self, h_BTD: torch.Tensor, idx_BT: torch.Tensor, targets_BT: torch.Tensor, model: nn.Module
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Per-depth CE losses L^k and top-1 accuracies against the true label t_{i+k+1}."""
         B, T = idx_BT.shape
         h_BTD = self.main_hidden(h_BTD, model)
@@ -152,8 +172,12 @@ class MultiTokenPrediction(MTP):
             logits_BTV = self.depth_logits(k, h_BTD, model)
             valid_BT = labels_BT != IGNORE
             num_valid = int(valid_BT.sum())
-            ce_sum = F.cross_entropy(logits_BTV.flatten(0, 1).float(), labels_BT.flatten(),
-                                     ignore_index=IGNORE, reduction="sum")
+            ce_sum = F.cross_entropy(
+                logits_BTV.flatten(0, 1).float(),
+                labels_BT.flatten(),
+                ignore_index=IGNORE,
+                reduction="sum",
+            )
             denom = num_valid if self.cfg.normalize == "valid" else B * T
             losses.append(ce_sum / max(denom, 1))
             hits = (logits_BTV.argmax(-1) == labels_BT) & valid_BT
@@ -217,13 +241,17 @@ class MultiTokenPrediction(MTP):
         prompt_len = min(self.cfg.spec_prompt_len, max_len // 2)
         new_tokens = min(self.cfg.spec_new_tokens, max_len - prompt_len - self.num_depths)
         if (prompt_len, new_tokens) != (self.cfg.spec_prompt_len, self.cfg.spec_new_tokens):
-            warnings.warn(f"mtp final_metrics: prompts clipped to {prompt_len} + {new_tokens} "
-                          f"tokens to fit model.max_seq_len={max_len}", stacklevel=2)
+            warnings.warn(
+                f"mtp final_metrics: prompts clipped to {prompt_len} + {new_tokens} "
+                f"tokens to fit model.max_seq_len={max_len}",
+                stacklevel=2,
+            )
         if new_tokens < 1:
             return {}
         last = len(val_N) - prompt_len
-        starts = [math.floor(i * last / self.cfg.spec_prompts)
-                  for i in range(self.cfg.spec_prompts)]
-        prompts_NP = torch.stack([val_N[s:s + prompt_len] for s in starts])
+        starts = [
+            math.floor(i * last / self.cfg.spec_prompts) for i in range(self.cfg.spec_prompts)
+        ]
+        prompts_NP = torch.stack([val_N[s : s + prompt_len] for s in starts])
         device = next(model.parameters()).device
         return compare_decoding(model, prompts_NP.to(device), new_tokens)

@@ -19,16 +19,22 @@ def write(path, text):
 
 @pytest.fixture
 def chain(tmp_path):
-    write(tmp_path / "root.yaml", """
+    write(
+        tmp_path / "root.yaml",
+        """
         model: {dim: 64, num_heads: 4, num_layers: 3}
         train: {steps: 10, lr: 0.01}
-    """)
+    """,
+    )
     (tmp_path / "sub").mkdir()
-    return write(tmp_path / "sub" / "child.yaml", """
+    return write(
+        tmp_path / "sub" / "child.yaml",
+        """
         base: ../root.yaml
         model: {num_layers: 2}
         train: {steps: 20}
-    """)
+    """,
+    )
 
 
 def test_merge_order_base_then_file_then_overrides(chain):
@@ -55,16 +61,19 @@ def test_sweep_syntax_refused_in_single_config(chain):
         load_config(chain, ["train.steps=1,2"])
 
 
-@pytest.mark.parametrize("override,key,needle", [
-    ("model.atention.name=mha", "model.atention", "did you mean: attention"),
-    ("train.stpes=3", "train.stpes", "did you mean: steps"),
-    ("train.steps=abc", "train.steps", "expected int"),
-    ("train.lr=true", "train.lr", "expected float"),
-    ("model.attention.name=mhx", "model.attention.name", "did you mean: mha"),
-    ("model.dim=66", "model.attention", "not divisible"),
-    ("data.seq_len=999", "data.seq_len", "max_seq_len"),
-    ("tracking.wandb=onlin", "tracking.wandb", "did you mean: online"),
-])
+@pytest.mark.parametrize(
+    "override,key,needle",
+    [
+        ("model.atention.name=mha", "model.atention", "did you mean: attention"),
+        ("train.stpes=3", "train.stpes", "did you mean: steps"),
+        ("train.steps=abc", "train.steps", "expected int"),
+        ("train.lr=true", "train.lr", "expected float"),
+        ("model.attention.name=mhx", "model.attention.name", "did you mean: mha"),
+        ("model.dim=66", "model.attention", "not divisible"),
+        ("data.seq_len=999", "data.seq_len", "max_seq_len"),
+        ("tracking.wandb=onlin", "tracking.wandb", "did you mean: online"),
+    ],
+)
 def test_errors_name_source_key_and_close_matches(chain, override, key, needle):
     with pytest.raises(ConfigError) as e:
         load_config(chain, [override])
@@ -88,8 +97,12 @@ def test_missing_file_and_bad_yaml(tmp_path):
 
 
 def test_cli_exit_status_2_without_traceback(chain):
-    proc = subprocess.run([sys.executable, "-m", "ablate", "train", str(chain),
-                           "model.ffn.hiden_dim=3"], cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ablate", "train", str(chain), "model.ffn.hiden_dim=3"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "model.ffn.hiden_dim" in proc.stderr and "hidden_dim" in proc.stderr
@@ -107,7 +120,8 @@ def test_canonical_dict_round_trip_and_stable_hash(chain):
 
 def test_slot_shorthand_and_plugins_list(tmp_path, monkeypatch):
     mod = tmp_path / "my_plugin_norm.py"
-    mod.write_text(textwrap.dedent("""
+    mod.write_text(
+        textwrap.dedent("""
         from dataclasses import dataclass
         from ablate.registry import register
         from components.norm.rmsnorm import RMSNorm
@@ -117,12 +131,16 @@ def test_slot_shorthand_and_plugins_list(tmp_path, monkeypatch):
             @dataclass(frozen=True, kw_only=True)
             class Config(RMSNorm.Config):
                 pass
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
-    cfg_path = write(tmp_path / "c.yaml", """
+    cfg_path = write(
+        tmp_path / "c.yaml",
+        """
         plugins: [my_plugin_norm]
         model: {norm: plugin_rms}
-    """)
+    """,
+    )
     from ablate import registry
 
     try:

@@ -12,8 +12,12 @@ from tests.conftest import SHARED
 
 
 def small(**kw) -> DataConfig:
-    return DataConfig(dataset=registry.get("dataset", "embedded").Config(max_chars=20000),
-                      seq_len=16, batch_size=4, **kw)
+    return DataConfig(
+        dataset=registry.get("dataset", "embedded").Config(max_chars=20000),
+        seq_len=16,
+        batch_size=4,
+        **kw,
+    )
 
 
 @pytest.mark.parametrize("name", ["char", "byte"])
@@ -41,7 +45,7 @@ def test_validation_windows_cover_the_split_exactly():
     corpus = load_corpus(cfg)
     ys = torch.cat([y.flatten() for _, y in val_batches(corpus, cfg, batch_size=5)])
     num = (len(corpus.val_N) - 1) // cfg.seq_len
-    assert torch.equal(ys, corpus.val_N[1:num * cfg.seq_len + 1])
+    assert torch.equal(ys, corpus.val_N[1 : num * cfg.seq_len + 1])
     capped = small(eval_windows=3)
     assert sum(x.shape[0] for x, _ in val_batches(corpus, capped)) == 3
 
@@ -52,8 +56,7 @@ def test_text_dataset_and_missing_file(tmp_path):
     ds = registry.build(registry.get("dataset", "text").Config(path=str(p)))
     assert ds.load_text().startswith("abc")
     with pytest.raises(ValueError, match="no such file"):
-        registry.build(registry.get("dataset", "text").Config(path=str(tmp_path / "x"))
-                       ).load_text()
+        registry.build(registry.get("dataset", "text").Config(path=str(tmp_path / "x"))).load_text()
 
 
 def test_tinyshakespeare_lookup_and_offline_error(tmp_path, monkeypatch):

@@ -35,7 +35,7 @@ def test_cached_logits_equal_full_forward(arm):
         full, _ = model(idx)
         caches = model.new_caches(2, 20)
         steps = [model(idx[:, :12], caches=caches)[0]]
-        steps += [model(idx[:, t:t + 1], start_pos=t, caches=caches)[0] for t in range(12, 20)]
+        steps += [model(idx[:, t : t + 1], start_pos=t, caches=caches)[0] for t in range(12, 20)]
     torch.testing.assert_close(torch.cat(steps, 1), full, atol=1e-5, rtol=1e-5)
 
 
@@ -59,8 +59,9 @@ def test_sampling_is_seeded_and_top_k_one_is_greedy():
     greedy = generate(model, prompt, 10)
     assert torch.equal(greedy, generate(model, prompt, 10, temperature=0.7, top_k=1, seed=3))
     cached = generate(model, prompt, 10, temperature=1.0, top_k=5, seed=4)
-    assert torch.equal(cached, generate(model, prompt, 10, temperature=1.0, top_k=5, seed=4,
-                                        use_cache=False))
+    assert torch.equal(
+        cached, generate(model, prompt, 10, temperature=1.0, top_k=5, seed=4, use_cache=False)
+    )
 
 
 def test_sample_next_top_k_support():
@@ -89,15 +90,30 @@ def test_cli_generate_from_a_trained_trial(tmp_path):
     from ablate.trainer import train
     from tests.conftest import REPO
 
-    cfg = load_config(REPO / "sweeps" / "base" / "tiny.yaml",
-                      ["train.steps=5", "model.max_seq_len=64", "data.seq_len=32"])
+    cfg = load_config(
+        REPO / "sweeps" / "base" / "tiny.yaml",
+        ["train.steps=5", "model.max_seq_len=64", "data.seq_len=32"],
+    )
     train(cfg, tmp_path)
-    run = [sys.executable, "-m", "ablate", "generate", str(tmp_path), "--prompt", "def ",
-           "--tokens", "20"]
+    run = [
+        sys.executable,
+        "-m",
+        "ablate",
+        "generate",
+        str(tmp_path),
+        "--prompt",
+        "def ",
+        "--tokens",
+        "20",
+    ]
     out = subprocess.run(run, cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert out.startswith("def ") and len(out.rstrip("\n")) >= 4 + 1
     again = subprocess.run(run, cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert out == again  # greedy is deterministic
-    bad = subprocess.run([sys.executable, "-m", "ablate", "generate", str(tmp_path / "x")],
-                         cwd=REPO, capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "ablate", "generate", str(tmp_path / "x")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and "no checkpoint.pt" in bad.stderr

@@ -86,8 +86,11 @@ def test_failed_and_diverged_trials_do_not_stop_others(tmp_path, monkeypatch, ca
     monkeypatch.setattr(launch.trainer, "train", train)
     assert launch.run_sweep(sweep) == 1  # a failed trial makes the exit status nonzero
     rows = {r["arm"]: r for r in _rows(tmp_path)}
-    assert {a: r["state"] for a, r in rows.items()} == {"a": "done", "boom": "failed",
-                                                        "div": "diverged"}
+    assert {a: r["state"] for a, r in rows.items()} == {
+        "a": "done",
+        "boom": "failed",
+        "div": "diverged",
+    }
     assert rows["boom"]["attempts"] == sweep.max_attempts == 2
     assert rows["boom"]["reason"] == "RuntimeError: injected failure"
     assert "injected failure" in (Path(rows["boom"]["path"]) / "error.txt").read_text()
@@ -104,8 +107,11 @@ def _run_dir_results(root: Path) -> dict[str, tuple]:
     out = {}
     for r in _rows(root):
         summary = json.loads((root / r["path"] / "summary.json").read_text())
-        steps = [json.loads(x)["step"] for x in (root / r["path"] / "metrics.jsonl")
-                 .read_text().splitlines() if "val_loss" not in x]
+        steps = [
+            json.loads(x)["step"]
+            for x in (root / r["path"] / "metrics.jsonl").read_text().splitlines()
+            if "val_loss" not in x
+        ]
         assert steps == sorted(set(steps)), "a resumed trial logged a step twice"
         out[r["trial_id"]] = (r["state"], summary["val_loss"], summary["train_loss"], steps)
     return out
@@ -118,13 +124,16 @@ def test_sigkill_mid_trial_then_rerun_matches_uninterrupted(tmp_path, monkeypatc
     sweep = write_sweep(tmp_path, arms={"a": {}}, seeds=(0, 1), steps=120)
     cmd = [sys.executable, "-m", "ablate", "run", str(sweep)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(cmd, cwd=killed, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd, cwd=killed, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + KILL_TIMEOUT_S
     trials = killed / "runs" / "t" / "trials"
     while time.monotonic() < deadline:  # kill once a trial has a checkpoint but no summary
-        if any((d / "checkpoint.pt").exists() and not (d / "summary.json").exists()
-               for d in (trials.iterdir() if trials.exists() else [])):
+        if any(
+            (d / "checkpoint.pt").exists() and not (d / "summary.json").exists()
+            for d in (trials.iterdir() if trials.exists() else [])
+        ):
             break
         assert proc.poll() is None, "the sweep finished before it could be killed"
         time.sleep(KILL_POLL_S)
@@ -137,8 +146,7 @@ def test_sigkill_mid_trial_then_rerun_matches_uninterrupted(tmp_path, monkeypatc
     resumed, uninterrupted = _run_dir_results(killed), _run_dir_results(clean)
     assert resumed == uninterrupted
     assert {s for s, *_ in resumed.values()} == {"done"}
-    froms = [json.loads((p / "summary.json").read_text())["resumed_from"]
-             for p in trials.iterdir()]
+    froms = [json.loads((p / "summary.json").read_text())["resumed_from"] for p in trials.iterdir()]
     assert max(froms) > 0  # one trial really resumed from a checkpoint
 
 
@@ -161,8 +169,11 @@ def test_trial_killed_after_its_summary_is_recorded_not_retrained(tmp_path, monk
     ledger.db.execute("UPDATE trials SET pid = NULL")  # its process is gone
     ledger.close()
     Path(row["path"]).mkdir(parents=True)
-    (Path(row["path"]) / "summary.json").write_text(json.dumps(
-        {"status": "done", "reason": "", "config_hash": row["trial_id"], "val_loss": 1.25}))
+    (Path(row["path"]) / "summary.json").write_text(
+        json.dumps(
+            {"status": "done", "reason": "", "config_hash": row["trial_id"], "val_loss": 1.25}
+        )
+    )
     monkeypatch.setattr(launch.trainer, "train", lambda *a, **k: pytest.fail("retrained"))
     assert launch.run_sweep(sweep) == 0
     [done] = _rows(tmp_path)

@@ -55,14 +55,16 @@ def test_running_trial_of_a_dead_process_is_resumed(sweep):
     ledger = Ledger(sweep.run_dir / "ledger.sqlite")
     ledger.sync(sweep)
     row = ledger.claim(max_attempts=1)
-    ledger.db.execute("UPDATE trials SET pid = ? WHERE trial_id = ?",
-                      (_dead_pid(), row["trial_id"]))
+    ledger.db.execute(
+        "UPDATE trials SET pid = ? WHERE trial_id = ?", (_dead_pid(), row["trial_id"])
+    )
     resumed = ledger.claim(max_attempts=1)
     assert (resumed["trial_id"], resumed["attempts"]) == (row["trial_id"], 2)
     other = ledger.claim(max_attempts=1)  # ours is alive now: not claimed twice
     assert other["trial_id"] != row["trial_id"]
-    ledger.db.execute("UPDATE trials SET pid = ? WHERE trial_id = ?",
-                      (_dead_pid(), other["trial_id"]))
+    ledger.db.execute(
+        "UPDATE trials SET pid = ? WHERE trial_id = ?", (_dead_pid(), other["trial_id"])
+    )
     assert ledger.reap() == [other["trial_id"]]
     assert ledger.get(other["trial_id"])["state"] == "failed"
     assert ledger.get(row["trial_id"])["state"] == "running"
@@ -104,8 +106,9 @@ def test_parallel_writers_lose_no_row(tmp_path, monkeypatch):
     sweep = load_sweep(write_sweep(tmp_path, arms={"a": {}}, seeds=tuple(range(NUM_SEEDS))))
     path = sweep.run_dir / "ledger.sqlite"
     Ledger(path).sync(sweep)
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(path)])
-             for _ in range(NUM_WRITERS)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(path)]) for _ in range(NUM_WRITERS)
+    ]
     assert [p.wait(timeout=120) for p in procs] == [0] * NUM_WRITERS
     rows = Ledger(path, readonly=True).rows()
     assert len(rows) == NUM_SEEDS

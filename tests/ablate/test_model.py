@@ -59,7 +59,7 @@ def test_cached_decode_matches_full_forward():
         full = model(idx)[0]
         caches = model.new_caches(2, 12)
         parts = [model(idx[:, :5], caches=caches)[0]]
-        parts += [model(idx[:, t:t + 1], start_pos=t, caches=caches)[0] for t in range(5, 12)]
+        parts += [model(idx[:, t : t + 1], start_pos=t, caches=caches)[0] for t in range(5, 12)]
     torch.testing.assert_close(torch.cat(parts, 1), full, rtol=1e-5, atol=1e-5)
 
 

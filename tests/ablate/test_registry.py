@@ -37,12 +37,15 @@ def test_register_list_and_duplicate_fails_loudly():
     assert "zz_test" not in registry.names("ffn")
 
 
-@pytest.mark.parametrize("group,name,cls,err", [
-    ("nope", "x", None, "unknown component group"),
-    ("ffn", "Bad-Name", None, "snake_case"),
-    ("ffn", "zz_frozen", make(config_frozen=False), "frozen"),
-    ("attention", "zz_base", make(), "must subclass Attention"),
-])
+@pytest.mark.parametrize(
+    "group,name,cls,err",
+    [
+        ("nope", "x", None, "unknown component group"),
+        ("ffn", "Bad-Name", None, "snake_case"),
+        ("ffn", "zz_frozen", make(config_frozen=False), "frozen"),
+        ("attention", "zz_base", make(), "must subclass Attention"),
+    ],
+)
 def test_bad_registrations(group, name, cls, err):
     with pytest.raises((ValueError, TypeError), match=err):
         registry.register(group, name)(cls or make())
@@ -63,17 +66,25 @@ def test_unknown_name_suggests_close_matches():
 
 
 def test_cli_list_prints_fields_and_defaults():
-    out = subprocess.run([sys.executable, "-m", "ablate", "list"], cwd=REPO,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "ablate", "list"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     for group in registry.GROUPS:
         assert f"{group}:" in out
     assert "mha" in out and "head_dim=0" in out and "rmsnorm" in out and "eps=1e-06" in out
 
 
 def test_import_is_light():
-    code = ("import sys, ablate, ablate.cli, ablate.config, ablate.registry; "
-            "bad = [m for m in ('wandb', 'optuna', 'matplotlib', 'torch') if m in sys.modules]; "
-            "print(bad)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
-                         text=True, check=True).stdout.strip()
+    code = (
+        "import sys, ablate, ablate.cli, ablate.config, ablate.registry; "
+        "bad = [m for m in ('wandb', 'optuna', 'matplotlib', 'torch') if m in sys.modules]; "
+        "print(bad)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == "[]"

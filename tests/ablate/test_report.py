@@ -23,15 +23,29 @@ EVIL = "x<script>alert('hi')</script>"
 
 def _trial(arm, seed, attention, ppl, kv_bytes, state="done"):
     att = {"name": attention, **({"kv_lora_rank": 64} if attention == "mla" else {})}
-    return {"arm": arm, "seed": seed, "state": state, "metrics": {}, "records": [],
-            "overrides": {"model.attention.name": attention, **(
-                {"model.attention.kv_lora_rank": 64} if attention == "mla" else {})},
-            "config": {"model": {"dim": 64, "attention": att, "norm": {"name": "rmsnorm"}},
-                       "train": {"seed": seed, "lr": 0.001 if attention == "mha" else 0.002}},
-            "summary": {"val_ppl": ppl, "val_loss": 1 + ppl / 100, "tokens_per_s": 1000.0 + seed,
-                        "num_params": 123456, "precision": {"backend": "torch"},
-                        "metrics": {"kv_bytes_per_token": kv_bytes, "expert_load/3": 0.5,
-                                    "val_loss": 2.0}}}
+    return {
+        "arm": arm,
+        "seed": seed,
+        "state": state,
+        "metrics": {},
+        "records": [],
+        "overrides": {
+            "model.attention.name": attention,
+            **({"model.attention.kv_lora_rank": 64} if attention == "mla" else {}),
+        },
+        "config": {
+            "model": {"dim": 64, "attention": att, "norm": {"name": "rmsnorm"}},
+            "train": {"seed": seed, "lr": 0.001 if attention == "mha" else 0.002},
+        },
+        "summary": {
+            "val_ppl": ppl,
+            "val_loss": 1 + ppl / 100,
+            "tokens_per_s": 1000.0 + seed,
+            "num_params": 123456,
+            "precision": {"backend": "torch"},
+            "metrics": {"kv_bytes_per_token": kv_bytes, "expert_load/3": 0.5, "val_loss": 2.0},
+        },
+    }
 
 
 def test_ablation_table_columns_and_statistics():
@@ -45,7 +59,7 @@ def test_ablation_table_columns_and_statistics():
     base, mla = table["rows"]
     assert (base["components"], mla["components"]) == ([True, False], [False, True])
     assert base["values"] == ["—", "0.001"] and mla["values"] == ["64", "0.002"]
-    half = sps.t.ppf(0.975, 2) * 1.0 / 3 ** 0.5  # sd of 10, 11, 12 is 1
+    half = sps.t.ppf(0.975, 2) * 1.0 / 3**0.5  # sd of 10, 11, 12 is 1
     assert base["val_ppl"] == f"11 ± {half:.2g}"
     assert (base["delta"], base["seeds"], mla["seeds"]) == ("baseline", "3/3", "3/4")
     p = sps.ttest_rel(list(MLA_PPL.values()), list(BASE_PPL.values())).pvalue
@@ -65,22 +79,36 @@ def _fake_outputs(path: Path, seed: int, arm_index: int) -> dict:
         row.update({f"expert_load/{i}": (i + step + arm_index) / 10 for i in range(4)})
         records += [row, {"step": step, "val_loss": 2.5 - step / 20 + seed / 50}]
     (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    summary = {"status": "done", "reason": "", "val_loss": 2.0 + seed / 50 - arm_index / 10,
-               "val_ppl": 7.0 + seed / 10 - arm_index, "tokens_per_s": 900.0 + seed,
-               "num_params": 1000 + arm_index, "precision": {"backend": "fake<fp8>",
-                                                               "quant_error": {"w_err": 0.025}},
-               "metrics": {"kv_bytes_per_token": 256.0 * (arm_index + 1)},
-               "git_rev": "abc123", "git_dirty": True, "versions": {"torch": "9.9"},
-               "hardware": {"cpu": "test-cpu"}}
+    summary = {
+        "status": "done",
+        "reason": "",
+        "val_loss": 2.0 + seed / 50 - arm_index / 10,
+        "val_ppl": 7.0 + seed / 10 - arm_index,
+        "tokens_per_s": 900.0 + seed,
+        "num_params": 1000 + arm_index,
+        "precision": {"backend": "fake<fp8>", "quant_error": {"w_err": 0.025}},
+        "metrics": {"kv_bytes_per_token": 256.0 * (arm_index + 1)},
+        "git_rev": "abc123",
+        "git_dirty": True,
+        "versions": {"torch": "9.9"},
+        "hardware": {"cpu": "test-cpu"},
+    }
     (path / "summary.json").write_text(json.dumps(summary))
     return summary
 
 
 def test_rendered_report_is_self_contained_and_escaped(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    sweep = load_sweep(write_sweep(tmp_path, name="rep", seeds=(0, 1, 2), baseline="a",
-                                   arms={"a": {}, EVIL: {"model.ffn.hidden_dim": 96}},
-                                   report={"title": "<b>Bold & co</b>"}))
+    sweep = load_sweep(
+        write_sweep(
+            tmp_path,
+            name="rep",
+            seeds=(0, 1, 2),
+            baseline="a",
+            arms={"a": {}, EVIL: {"model.ffn.hidden_dim": 96}},
+            report={"title": "<b>Bold & co</b>"},
+        )
+    )
     ledger = Ledger(sweep.run_dir / "ledger.sqlite")
     ledger.sync(sweep, extra_meta={"base_config": "model: {dim: 32}"})
     for _ in range(len(sweep.trials) - 1):  # the last trial stays pending: a partial sweep
@@ -106,8 +134,16 @@ def test_rendered_report_is_self_contained_and_escaped(tmp_path, monkeypatch):
         assert b"http" not in base64.b64decode(link.split(",", 1)[1])
     assert "expert_load (per index, one colour scale)" in html
     plain = html.replace("<wbr>", "")  # long headers may break after underscores
-    for header in ("val ppl", "p (paired)", "val loss gap vs baseline", "tokens/s", "params",
-                   "kv_bytes_per_token", "settings", "precision backend"):
+    for header in (
+        "val ppl",
+        "p (paired)",
+        "val loss gap vs baseline",
+        "tokens/s",
+        "params",
+        "kv_bytes_per_token",
+        "settings",
+        "precision backend",
+    ):
         assert f"<th>{header}" in plain or f">{header}<" in plain, header
     assert "model.ffn.hidden_dim=" in html
     assert 'id="precision"' in html and "quant_error.w_err" in plain and ">0.025<" in html

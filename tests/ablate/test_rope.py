@@ -14,8 +14,7 @@ from ablate.rope import (
     yarn_softmax_multiplier,
 )
 
-V3_YARN = dict(rot_dim=64, theta=1e4, factor=40.0, original_len=4096, beta_fast=32.0,
-               beta_slow=1.0)
+V3_YARN = dict(rot_dim=64, theta=1e4, factor=40.0, original_len=4096, beta_fast=32.0, beta_slow=1.0)
 
 
 def test_interleaved_differs_from_half_and_matches_complex_form():

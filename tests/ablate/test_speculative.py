@@ -66,14 +66,14 @@ def check_drafts_and_acceptance(model: Transformer, prompt_1T: torch.Tensor) -> 
     stats = SpecStats()
     out = speculative_generate(model, prompt_1T, NEW_TOKENS, stats=stats)
     ref = generate(model, prompt_1T, NEW_TOKENS + K)  # greedy reference, K tokens further
-    assert torch.equal(out, ref[:, :out.shape[1]])
+    assert torch.equal(out, ref[:, : out.shape[1]])
     accepted = [0] * K
     with torch.no_grad():
         for L, drafts in stats.rounds:
-            seq = torch.cat([ref[:, :L + 1], torch.tensor([drafts])], 1)  # t_0..t_L, d_1..d_K
+            seq = torch.cat([ref[:, : L + 1], torch.tensor([drafts])], 1)  # t_0..t_L, d_1..d_K
             h = model.mtp.main_hidden(model.trunk(seq[:, :L]), model)  # positions 0..L-1
             for k in range(1, K + 1):
-                h = model.mtp.depth_hidden(k, h, seq[:, k:L + k], model)
+                h = model.mtp.depth_hidden(k, h, seq[:, k : L + k], model)
                 want = model.mtp.depth_logits(k, h[:, -1:], model).argmax(-1).item()
                 assert want == drafts[k - 1], (L, k)
             ok = True
@@ -87,8 +87,7 @@ def check_drafts_and_acceptance(model: Transformer, prompt_1T: torch.Tensor) -> 
     return stats
 
 
-@pytest.mark.parametrize("depth,hidden_input", [(1, "pre_norm"), (2, "pre_norm"),
-                                                (2, "post_norm")])
+@pytest.mark.parametrize("depth,hidden_input", [(1, "pre_norm"), (2, "pre_norm"), (2, "post_norm")])
 def test_lossless_on_random_weights(depth, hidden_input):
     model = build(depth, seed=depth, hidden_input=hidden_input).eval()
     p = prompts()
@@ -109,8 +108,14 @@ def test_lossless_on_trained_model(trained_models, depth):
 def test_compare_decoding_reports_per_depth_metrics(trained_models):
     out = compare_decoding(trained_models[2], prompts(2), 16)
     assert out["spec_identical"] == 1.0
-    assert {"spec_accept_d1", "spec_accept_d2", "spec_tokens_per_forward", "spec_speedup",
-            "plain_decode_tokens_per_s", "spec_decode_tokens_per_s"} <= set(out)
+    assert {
+        "spec_accept_d1",
+        "spec_accept_d2",
+        "spec_tokens_per_forward",
+        "spec_speedup",
+        "plain_decode_tokens_per_s",
+        "spec_decode_tokens_per_s",
+    } <= set(out)
     assert out["spec_accept_d2"] <= out["spec_accept_d1"]
 
 

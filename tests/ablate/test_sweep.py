@@ -28,21 +28,49 @@ def test_arms_times_seeds_with_overrides(tmp_path):
 
 
 def test_grid_zip_and_explicit_arms_compose(tmp_path):
-    grid = load_sweep(write_sweep(
-        tmp_path, name="g", arms={}, seeds=(0,), baseline="lr=0.001,hidden_dim=64",
-        grid={"train.lr": [0.001, 0.002], "model.ffn.hidden_dim": [64, 96]}))
-    assert list(grid.arms) == ["lr=0.001,hidden_dim=64", "lr=0.001,hidden_dim=96",
-                               "lr=0.002,hidden_dim=64", "lr=0.002,hidden_dim=96"]
+    grid = load_sweep(
+        write_sweep(
+            tmp_path,
+            name="g",
+            arms={},
+            seeds=(0,),
+            baseline="lr=0.001,hidden_dim=64",
+            grid={"train.lr": [0.001, 0.002], "model.ffn.hidden_dim": [64, 96]},
+        )
+    )
+    assert list(grid.arms) == [
+        "lr=0.001,hidden_dim=64",
+        "lr=0.001,hidden_dim=96",
+        "lr=0.002,hidden_dim=64",
+        "lr=0.002,hidden_dim=96",
+    ]
     assert {(t.cfg.train.lr, t.cfg.model.ffn.hidden_dim) for t in grid.trials} == {
-        (0.001, 64), (0.001, 96), (0.002, 64), (0.002, 96)}
-    zipped = load_sweep(write_sweep(
-        tmp_path, name="z", seeds=(0,), baseline="a/lr=0.001,weight_decay=0.0",
-        zip={"train.lr": [0.001, 0.003], "train.weight_decay": [0.0, 0.2]}))
-    assert list(zipped.arms) == ["a/lr=0.001,weight_decay=0.0", "a/lr=0.003,weight_decay=0.2",
-                                 "b/lr=0.001,weight_decay=0.0", "b/lr=0.003,weight_decay=0.2"]
+        (0.001, 64),
+        (0.001, 96),
+        (0.002, 64),
+        (0.002, 96),
+    }
+    zipped = load_sweep(
+        write_sweep(
+            tmp_path,
+            name="z",
+            seeds=(0,),
+            baseline="a/lr=0.001,weight_decay=0.0",
+            zip={"train.lr": [0.001, 0.003], "train.weight_decay": [0.0, 0.2]},
+        )
+    )
+    assert list(zipped.arms) == [
+        "a/lr=0.001,weight_decay=0.0",
+        "a/lr=0.003,weight_decay=0.2",
+        "b/lr=0.001,weight_decay=0.0",
+        "b/lr=0.003,weight_decay=0.2",
+    ]
     t = next(t for t in zipped.trials if t.arm == "b/lr=0.003,weight_decay=0.2")
     assert (t.cfg.train.lr, t.cfg.train.weight_decay, t.cfg.model.ffn.hidden_dim) == (
-        0.003, 0.2, 96)
+        0.003,
+        0.2,
+        96,
+    )
 
 
 def test_command_line_overrides_apply_to_every_arm(tmp_path):
@@ -57,30 +85,46 @@ def test_token_budget_converts_to_equal_steps(tmp_path):
     per_step = 4 * 32  # FAST batch_size x seq_len
     s = load_sweep(write_sweep(tmp_path, budget={"tokens": per_step * 12 + 5}))
     assert {t.cfg.train.steps for t in s.trials} == {12}
-    bad = write_sweep(tmp_path, name="u", budget={"tokens": per_step * 12},
-                      arms={"a": {}, "b": {"data.batch_size": 8}})
+    bad = write_sweep(
+        tmp_path,
+        name="u",
+        budget={"tokens": per_step * 12},
+        arms={"a": {}, "b": {"data.batch_size": 8}},
+    )
     with pytest.raises(ConfigError, match="budget.tokens.*different number of steps"):
         load_sweep(bad)
 
 
-@pytest.mark.parametrize(("extra", "key", "text"), [
-    ({"arms": {"a": {}, "mla": {"model.ffn.hidden_dimm": 3}}}, "arms.mla.model.ffn.hidden_dimm",
-     "did you mean: hidden_dim"),
-    ({"arms": {"a": {}, "b": {"model.ffn.hidden_dim": "wide"}}}, "arms.b.model.ffn.hidden_dim",
-     "expected int"),
-    ({"arms": {"a": {}, "b": {"model.attention.name": "mhaa"}}}, "arms.b.model.attention.name",
-     "unknown attention"),
-    ({"grid": {"train.lrr": [1e-3]}}, "grid.train.lrr", "did you mean: lr"),
-    ({"overrides": {"model.dimm": 3}}, "overrides.model.dimm", "unknown key"),
-    ({"baseline": "c"}, "baseline", "not an arm"),
-    ({"seedz": [0]}, "seedz", "did you mean: seeds"),
-    ({"zip": {"train.lr": [1e-3, 2e-3], "train.beta1": [0.9]}}, "zip", "equal lengths"),
-    ({"arms": {"a": {}, "b": {}}}, "arms.b", "same config"),
-    ({"budget": {"epochs": 3}}, "budget", "steps: N"),
-    ({"name": "a b"}, "name", "letters"),
-    ({"plugins": ["no_such_plugin_module"]}, "plugins", "could not be imported"),
-    ({"tracking": {"wandb": "sometimes"}}, "tracking.wandb", "must be one of"),
-])
+@pytest.mark.parametrize(
+    ("extra", "key", "text"),
+    [
+        (
+            {"arms": {"a": {}, "mla": {"model.ffn.hidden_dimm": 3}}},
+            "arms.mla.model.ffn.hidden_dimm",
+            "did you mean: hidden_dim",
+        ),
+        (
+            {"arms": {"a": {}, "b": {"model.ffn.hidden_dim": "wide"}}},
+            "arms.b.model.ffn.hidden_dim",
+            "expected int",
+        ),
+        (
+            {"arms": {"a": {}, "b": {"model.attention.name": "mhaa"}}},
+            "arms.b.model.attention.name",
+            "unknown attention",
+        ),
+        ({"grid": {"train.lrr": [1e-3]}}, "grid.train.lrr", "did you mean: lr"),
+        ({"overrides": {"model.dimm": 3}}, "overrides.model.dimm", "unknown key"),
+        ({"baseline": "c"}, "baseline", "not an arm"),
+        ({"seedz": [0]}, "seedz", "did you mean: seeds"),
+        ({"zip": {"train.lr": [1e-3, 2e-3], "train.beta1": [0.9]}}, "zip", "equal lengths"),
+        ({"arms": {"a": {}, "b": {}}}, "arms.b", "same config"),
+        ({"budget": {"epochs": 3}}, "budget", "steps: N"),
+        ({"name": "a b"}, "name", "letters"),
+        ({"plugins": ["no_such_plugin_module"]}, "plugins", "could not be imported"),
+        ({"tracking": {"wandb": "sometimes"}}, "tracking.wandb", "must be one of"),
+    ],
+)
 def test_errors_name_sweep_file_and_key(tmp_path, extra, key, text):
     path = write_sweep(tmp_path, **extra)
     with pytest.raises(ConfigError) as info:

@@ -26,8 +26,7 @@ def _keep_torch_threads():
 
 def test_one_offline_wandb_run_per_trial(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    sweep = load_sweep(write_sweep(tmp_path, name="trk", tracking="offline", steps=5,
-                                   seeds=(0,)))
+    sweep = load_sweep(write_sweep(tmp_path, name="trk", tracking="offline", steps=5, seeds=(0,)))
     assert launch.run_sweep(sweep) == 0
     rows = Ledger(sweep.run_dir / "ledger.sqlite", readonly=True).rows()
     assert len(rows) == 2
@@ -43,11 +42,18 @@ def _train_one(tmp_path, health: TrackingHealth):
     from ablate.trainer import train
 
     tmp_path.mkdir(exist_ok=True)
-    sweep = load_sweep(write_sweep(tmp_path, arms={"a": {}}, seeds=(0,), steps=5,
-                                   tracking="offline"))
+    sweep = load_sweep(
+        write_sweep(tmp_path, arms={"a": {}}, seeds=(0,), steps=5, tracking="offline")
+    )
     trial = sweep.trials[0]
-    cb = WandbCallback(trial.cfg, sweep_name="s", arm="a", trial_id=trial.trial_id,
-                       trial_dir=tmp_path / "trial", health=health)
+    cb = WandbCallback(
+        trial.cfg,
+        sweep_name="s",
+        arm="a",
+        trial_id=trial.trial_id,
+        trial_dir=tmp_path / "trial",
+        health=health,
+    )
     return train(trial.cfg, tmp_path / "trial", callbacks=[cb])
 
 
@@ -94,10 +100,13 @@ def test_wandb_log_failure_does_not_stop_training(tmp_path, monkeypatch):
 
 
 def test_import_ablate_stays_light():
-    code = ("import sys, ablate, ablate.cli, ablate.sweep, ablate.ledger, ablate.tracking, "
-            "ablate.stats, ablate.report; ablate.cli.build_parser(); "
-            "print(sorted(m for m in ('wandb', 'optuna', 'matplotlib', 'scipy') "
-            "if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
+    code = (
+        "import sys, ablate, ablate.cli, ablate.sweep, ablate.ledger, ablate.tracking, "
+        "ablate.stats, ablate.report; ablate.cli.build_parser(); "
+        "print(sorted(m for m in ('wandb', 'optuna', 'matplotlib', 'scipy') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "[]"

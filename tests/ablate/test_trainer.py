@@ -15,8 +15,14 @@ from tests.conftest import REPO
 
 TINY = REPO / "sweeps" / "base" / "tiny.yaml"
 GOLDEN = json.loads((Path(__file__).parent / "golden_tiny.json").read_text())
-FAST = ["model.dim=32", "model.num_layers=1", "data.batch_size=4", "data.seq_len=32",
-        "data.dataset.max_chars=50000", "data.eval_windows=20"]
+FAST = [
+    "model.dim=32",
+    "model.num_layers=1",
+    "data.batch_size=4",
+    "data.seq_len=32",
+    "data.dataset.max_chars=50000",
+    "data.eval_windows=20",
+]
 
 
 def rows(path: Path) -> list[dict]:
@@ -26,16 +32,28 @@ def rows(path: Path) -> list[dict]:
 def test_golden_tiny_curve(tmp_path):
     summary = train(load_config(TINY), tmp_path)
     if summary["data"]["sha256"] != GOLDEN["sha256"]:
-        pytest.skip(f"embedded corpus differs (Python {summary['data']['python']} vs "
-                    f"{GOLDEN['python']}); the golden curve pins {GOLDEN['python']}")
+        pytest.skip(
+            f"embedded corpus differs (Python {summary['data']['python']} vs "
+            f"{GOLDEN['python']}); the golden curve pins {GOLDEN['python']}"
+        )
     got = {str(r["step"]): r["loss"] for r in rows(tmp_path) if "loss" in r}
     for step, want in GOLDEN["loss"].items():
         assert got[step] == pytest.approx(want, rel=1e-4), step
     assert summary["val_loss"] == pytest.approx(GOLDEN["val_loss"]["100"], rel=1e-4)
     for name in ("config.yaml", "metrics.jsonl", "summary.json", "checkpoint.pt"):
         assert (tmp_path / name).exists()
-    for key in ("status", "val_loss", "val_ppl", "tokens_per_s", "num_params", "steps", "seed",
-                "config_hash", "git_rev", "versions"):
+    for key in (
+        "status",
+        "val_loss",
+        "val_ppl",
+        "tokens_per_s",
+        "num_params",
+        "steps",
+        "seed",
+        "config_hash",
+        "git_rev",
+        "versions",
+    ):
         assert summary[key] is not None, key
 
 
@@ -52,18 +70,31 @@ train(cfg, "{out}", callbacks=[kill])
 
 
 def test_resume_after_sigkill_is_bit_identical(tmp_path):
-    overrides = [*FAST, "train.steps=60", "train.checkpoint_every=20", "train.eval_every=30",
-                 "train.log_every=5"]
+    overrides = [
+        *FAST,
+        "train.steps=60",
+        "train.checkpoint_every=20",
+        "train.eval_every=30",
+        "train.log_every=5",
+    ]
     straight = tmp_path / "straight"
     train(load_config(TINY, overrides), straight)
     killed = tmp_path / "killed"
     script = KILL_SCRIPT.replace("{out}", str(killed))
-    proc = subprocess.run([sys.executable, "-c", script, str(TINY), "35", *overrides],
-                          cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(TINY), "35", *overrides],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == -9, proc.stderr  # died by SIGKILL mid-run, after step 20's ckpt
     assert not (killed / "summary.json").exists()
-    cli = subprocess.run([sys.executable, "-m", "ablate", "train", str(TINY), *overrides,
-                          "--out", str(killed)], cwd=REPO, capture_output=True, text=True)
+    cli = subprocess.run(
+        [sys.executable, "-m", "ablate", "train", str(TINY), *overrides, "--out", str(killed)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert cli.returncode == 0, cli.stderr
     a, b = rows(straight), rows(killed)
     assert [r["step"] for r in a] == [r["step"] for r in b]
@@ -74,8 +105,9 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
 
 
 def test_huge_learning_rate_ends_as_diverged(tmp_path):
-    cfg = load_config(TINY, [*FAST, "train.lr=50", "train.steps=60", "train.warmup_steps=2",
-                             "train.grad_clip=0"])
+    cfg = load_config(
+        TINY, [*FAST, "train.lr=50", "train.steps=60", "train.warmup_steps=2", "train.grad_clip=0"]
+    )
     summary = train(cfg, tmp_path)
     assert summary["status"] == "diverged"
     assert "loss" in summary["reason"]
@@ -84,8 +116,9 @@ def test_huge_learning_rate_ends_as_diverged(tmp_path):
 
 
 def test_lr_schedule_warmup_then_cosine():
-    tc = load_config(TINY, ["train.steps=100", "train.warmup_steps=10", "train.lr=1.0",
-                            "train.min_lr=0.1"]).train
+    tc = load_config(
+        TINY, ["train.steps=100", "train.warmup_steps=10", "train.lr=1.0", "train.min_lr=0.1"]
+    ).train
     assert lr_at(5, tc) == pytest.approx(0.5)
     assert lr_at(10, tc) == pytest.approx(1.0)
     assert lr_at(55, tc) == pytest.approx(0.55)
@@ -100,8 +133,12 @@ def test_grad_accum_counts_tokens(tmp_path):
 def test_ctrl_c_saves_a_checkpoint_at_the_finished_step(tmp_path):
     script = KILL_SCRIPT.replace("{out}", str(tmp_path)).replace("SIGKILL", "SIGINT")
     overrides = [*FAST, "train.steps=60", "train.checkpoint_every=50", "train.log_every=5"]
-    proc = subprocess.run([sys.executable, "-c", script, str(TINY), "25", *overrides],
-                          cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(TINY), "25", *overrides],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode != 0 and "checkpoint saved" in proc.stderr
     import torch
 

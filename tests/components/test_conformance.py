@@ -59,8 +59,9 @@ class TestConformance:
         x, y = batch()
         logits, loss = model(x, y)
         assert logits.shape == (*x.shape, 37)
-        total = loss + sum((v for c in components(model) for v in c.extra_losses().values()),
-                           torch.zeros(()))
+        total = loss + sum(
+            (v for c in components(model) for v in c.extra_losses().values()), torch.zeros(())
+        )
         assert torch.isfinite(total)
         total.backward()
         missing = [n for n, p in model.named_parameters() if p.grad is None]

@@ -17,8 +17,9 @@ from tests.conftest import tiny_model_config
 
 BF16_BYTES, FP32_BYTES = 2, 4
 V3 = dict(vocab_size=129280, dim=7168, num_layers=61, num_heads=128, max_seq_len=4096)
-V3_MLA = dict(q_lora_rank=1536, kv_lora_rank=512, qk_nope_head_dim=128, qk_rope_head_dim=64,
-              v_head_dim=128)
+V3_MLA = dict(
+    q_lora_rank=1536, kv_lora_rank=512, qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128
+)
 LITE_MLA = dict(V3_MLA, q_lora_rank=0)  # 16B / V2-Lite shape
 
 
@@ -34,12 +35,15 @@ def layer_elems(model_kw: dict, name: str, **fields) -> int:
     return attn.kv_cache_bytes_per_token(torch.bfloat16) // BF16_BYTES
 
 
-@pytest.mark.parametrize("heads,layers,impl,expected", [
-    (128, 61, "absorbed", 35_136),  # V3: (512 + 64) * 61
-    (128, 60, "absorbed", 34_560),  # V2-236B: "34.6K" in V2 Table 9
-    (16, 27, "absorbed", 15_552),  # 16B / V2-Lite: "15.6K" in V2 Table 9
-    (128, 61, "naive", 2_498_560),  # V3 with materialised k, v: 128 * (192 + 128) * 61
-])
+@pytest.mark.parametrize(
+    "heads,layers,impl,expected",
+    [
+        (128, 61, "absorbed", 35_136),  # V3: (512 + 64) * 61
+        (128, 60, "absorbed", 34_560),  # V2-236B: "34.6K" in V2 Table 9
+        (16, 27, "absorbed", 15_552),  # 16B / V2-Lite: "15.6K" in V2 Table 9
+        (128, 61, "naive", 2_498_560),  # V3 with materialised k, v: 128 * (192 + 128) * 61
+    ],
+)
 def test_mla_closed_forms(heads, layers, impl, expected):
     model_kw = dict(V3, num_heads=heads, num_layers=layers)
     per_layer = layer_elems(model_kw, "mla", **V3_MLA, cache_impl=impl)
@@ -71,19 +75,38 @@ def test_v3_whole_model_metrics_on_meta():
     assert got["kv_cache_bytes_per_token_per_layer"] == 576 * BF16_BYTES
     # Attention parameters per layer (spec §1.3): 187.1 M for V3.
     d, q, n_h, d_h, d_r, d_v, d_c = 7168, 1536, 128, 128, 64, 128, 512
-    closed = (d * q + q + q * n_h * (d_h + d_r) + d * (d_c + d_r) + d_c
-              + d_c * n_h * (d_h + d_v) + n_h * d_v * d)
+    closed = (
+        d * q
+        + q
+        + q * n_h * (d_h + d_r)
+        + d * (d_c + d_r)
+        + d_c
+        + d_c * n_h * (d_h + d_v)
+        + n_h * d_v * d
+    )
     n_attn = sum(p.numel() for p in model.blocks[0].attn.parameters())
     assert n_attn == closed and round(n_attn / 1e6, 1) == 187.1
 
 
-@pytest.mark.parametrize("attention,elems", [
-    (dict(name="mha"), 2 * 64),  # 2 * n_h * d_h = 2 * dim
-    (dict(name="gqa", num_kv_heads=1), 2 * 16),
-    (dict(name="mla", kv_lora_rank=24, qk_rope_head_dim=8), 24 + 8),
-    (dict(name="mla", kv_lora_rank=24, qk_rope_head_dim=8, qk_nope_head_dim=16,
-          v_head_dim=12, cache_impl="naive"), 4 * (16 + 8 + 12)),
-])
+@pytest.mark.parametrize(
+    "attention,elems",
+    [
+        (dict(name="mha"), 2 * 64),  # 2 * n_h * d_h = 2 * dim
+        (dict(name="gqa", num_kv_heads=1), 2 * 16),
+        (dict(name="mla", kv_lora_rank=24, qk_rope_head_dim=8), 24 + 8),
+        (
+            dict(
+                name="mla",
+                kv_lora_rank=24,
+                qk_rope_head_dim=8,
+                qk_nope_head_dim=16,
+                v_head_dim=12,
+                cache_impl="naive",
+            ),
+            4 * (16 + 8 + 12),
+        ),
+    ],
+)
 def test_metrics_at_run_dtype_fp32(attention, elems):
     fields = {k: v for k, v in attention.items() if k != "name"}
     model = Transformer(tiny_model_config(attention=attn_cfg(attention["name"], **fields)))

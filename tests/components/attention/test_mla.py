@@ -45,8 +45,13 @@ def reference(attn, x_BTD, layout="interleaved"):
     """Spec §1.1 per head, with explicit loops over nothing but einsums: independent code."""
     c = attn.cfg
     B, T, _ = x_BTD.shape
-    H, N, R, V, C = attn.num_heads, c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim, \
-        c.kv_lora_rank
+    H, N, R, V, C = (
+        attn.num_heads,
+        c.qk_nope_head_dim,
+        c.qk_rope_head_dim,
+        c.v_head_dim,
+        c.kv_lora_rank,
+    )
     if c.q_lora_rank:
         q = rms(x_BTD @ attn.wq_a.weight.T, attn.q_norm.weight) @ attn.wq_b.weight.T
     else:
@@ -57,8 +62,9 @@ def reference(attn, x_BTD, layout="interleaved"):
     c_kv, k_r = rms(kv[..., :C], attn.kv_norm.weight), rotate(kv[..., None, C:], layout)[:, :, 0]
     up = (c_kv @ attn.wkv_b.weight.T).view(B, T, H, N + V)
     k_c, v = up[..., :N], up[..., N:]
-    scores = (torch.einsum("bthn,bshn->bhts", q_c, k_c)
-              + torch.einsum("bthr,bsr->bhts", q_r, k_r)) / math.sqrt(N + R)
+    scores = (
+        torch.einsum("bthn,bshn->bhts", q_c, k_c) + torch.einsum("bthr,bsr->bhts", q_r, k_r)
+    ) / math.sqrt(N + R)
     scores = scores.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
     o = torch.einsum("bhts,bshv->bthv", scores.softmax(-1), v)
     return o.flatten(2) @ attn.wo.weight.T
@@ -78,13 +84,15 @@ def test_matches_spec_reference_and_interleaved_is_not_half(q_lora_rank):
 def prefill_and_decode(attn, x_BTD, prefill: int):
     cache = attn.new_cache(x_BTD.shape[0], x_BTD.shape[1], torch.float32)
     outs = [attn(x_BTD[:, :prefill], cache=cache)]
-    outs += [attn(x_BTD[:, t:t + 1], start_pos=t, cache=cache)
-             for t in range(prefill, x_BTD.shape[1])]
+    outs += [
+        attn(x_BTD[:, t : t + 1], start_pos=t, cache=cache) for t in range(prefill, x_BTD.shape[1])
+    ]
     return torch.cat(outs, dim=1)
 
 
-@pytest.mark.parametrize("fields", [dict(), dict(q_lora_rank=20), dict(yarn=True,
-                                                                        original_seq_len=8)])
+@pytest.mark.parametrize(
+    "fields", [dict(), dict(q_lora_rank=20), dict(yarn=True, original_seq_len=8)]
+)
 def test_naive_absorbed_and_full_forward_agree(fields):
     absorbed = build_mla(**fields, cache_impl="absorbed")
     naive = build_mla(**fields, cache_impl="naive")
@@ -120,8 +128,9 @@ def test_absorbed_cache_is_exactly_latent_and_rope_key():
     with torch.no_grad():
         attn(x, cache=cache)
         latent, k_pe = attn.wkv_a(x).split((24, 8), dim=-1)
-        expected = torch.cat((attn.kv_norm(latent),
-                              apply_rope(k_pe[:, :, None], attn.rope_TP[:5])[:, :, 0]), -1)
+        expected = torch.cat(
+            (attn.kv_norm(latent), apply_rope(k_pe[:, :, None], attn.rope_TP[:5])[:, :, 0]), -1
+        )
     torch.testing.assert_close(cache["latent_pe"][:, :5], expected)  # normed, then rotated
     assert not cache["latent_pe"][:, 5:].any()
 
@@ -131,8 +140,8 @@ def test_rope_scores_depend_only_on_relative_position():
     q_11R, k_11R = torch.randn(1, 1, 1, 8), torch.randn(1, 1, 1, 8)
 
     def score(m, n):
-        q = apply_rope(q_11R, attn.rope_TP[m:m + 1])
-        k = apply_rope(k_11R, attn.rope_TP[n:n + 1])
+        q = apply_rope(q_11R, attn.rope_TP[m : m + 1])
+        k = apply_rope(k_11R, attn.rope_TP[n : n + 1])
         return (q * k).sum()
 
     for shift in (1, 7, 20):
@@ -147,23 +156,29 @@ def test_causal(impl):
     x2 = x.clone()
     x2[:, 8:] += 1.0
     with torch.no_grad():
-        for run in (lambda z: attn(z),
-                    lambda z: attn(z, cache=attn.new_cache(2, 12, torch.float32))):
+        for run in (
+            lambda z: attn(z),
+            lambda z: attn(z, cache=attn.new_cache(2, 12, torch.float32)),
+        ):
             a, b = run(x), run(x2)
             torch.testing.assert_close(a[:, :8], b[:, :8], atol=1e-6, rtol=1e-6)
             assert not torch.allclose(a[:, 8:], b[:, 8:])
 
 
-V3_MLA = dict(q_lora_rank=1536, kv_lora_rank=512, qk_nope_head_dim=128, qk_rope_head_dim=64,
-              v_head_dim=128)
+V3_MLA = dict(
+    q_lora_rank=1536, kv_lora_rank=512, qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128
+)
 
 
-@pytest.mark.parametrize("max_len,yarn,mscale,expected", [
-    (4096, False, 1.0, 0.07216878),  # 1/sqrt(192)
-    (16384, False, 1.0, 0.07216878),  # YaRN only when asked
-    (16384, True, 1.0, 0.07216878 * 1.8738542),  # V3: 0.1352346
-    (16384, True, 0.707, 0.07216878 * 1.5896),  # 16B: mscale 0.707
-])
+@pytest.mark.parametrize(
+    "max_len,yarn,mscale,expected",
+    [
+        (4096, False, 1.0, 0.07216878),  # 1/sqrt(192)
+        (16384, False, 1.0, 0.07216878),  # YaRN only when asked
+        (16384, True, 1.0, 0.07216878 * 1.8738542),  # V3: 0.1352346
+        (16384, True, 0.707, 0.07216878 * 1.5896),  # 16B: mscale 0.707
+    ],
+)
 def test_softmax_scale(max_len, yarn, mscale, expected):
     mcfg = ModelConfig(dim=7168, num_heads=128, max_seq_len=max_len)
     with torch.device("meta"):
@@ -175,15 +190,18 @@ def test_yarn_off_when_max_len_within_original():
     mcfg = ModelConfig(dim=7168, num_heads=128, max_seq_len=4096)
     with pytest.warns(UserWarning, match="YaRN skipped"), torch.device("meta"):
         attn = build_mla(mcfg, **V3_MLA, yarn=True)
-    assert attn.softmax_scale == pytest.approx(192 ** -0.5)
+    assert attn.softmax_scale == pytest.approx(192**-0.5)
 
 
-@pytest.mark.parametrize("attention,needle", [
-    (dict(qk_rope_head_dim=7), "qk_rope_head_dim=7 must be even"),
-    (dict(kv_lora_rank=0), "kv_lora_rank=0 must be positive"),
-    (dict(q_lora_rank=-1), "q_lora_rank=-1"),
-    (dict(cache_impl="flash"), "must be one of"),
-])
+@pytest.mark.parametrize(
+    "attention,needle",
+    [
+        (dict(qk_rope_head_dim=7), "qk_rope_head_dim=7 must be even"),
+        (dict(kv_lora_rank=0), "kv_lora_rank=0 must be positive"),
+        (dict(q_lora_rank=-1), "q_lora_rank=-1"),
+        (dict(cache_impl="flash"), "must be one of"),
+    ],
+)
 def test_bad_dims_are_config_errors(attention, needle):
     with pytest.raises(ConfigError, match=needle) as e:
         from_dict({"model": {"attention": {"name": "mla", **attention}}})

@@ -64,12 +64,12 @@ def test_depth_losses_match_a_by_hand_computation():
     losses, _ = mtp.depth_losses(h0, idx, tgt, model)
     h = h0
     for k in (1, 2):
-        emb_ids = torch.cat([full[:, k:k + T], torch.zeros(2, T, dtype=torch.long)], 1)[:, :T]
+        emb_ids = torch.cat([full[:, k : k + T], torch.zeros(2, T, dtype=torch.long)], 1)[:, :T]
         m = mtp.depths[k - 1]
         x = m.eh_proj(torch.cat([m.enorm(model.tok_emb(emb_ids)), m.hnorm(h)], -1))
         h = m.block(x)
         logits = model.head(m.final_norm(h))
-        want = F.cross_entropy(logits[:, :T - k].flatten(0, 1), full[:, k + 1:].flatten())
+        want = F.cross_entropy(logits[:, : T - k].flatten(0, 1), full[:, k + 1 :].flatten())
         torch.testing.assert_close(losses[k - 1], want)  # the last k positions left out
 
 
@@ -124,8 +124,9 @@ def test_weight_schedule_survives_checkpoint_resume():
 def _train(model: Transformer, steps: int = 3) -> None:
     decay = [p for p in model.parameters() if p.dim() >= 2]
     other = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
-                             {"params": other, "weight_decay": 0.0}], lr=1e-2)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.1}, {"params": other, "weight_decay": 0.0}], lr=1e-2
+    )
     g = torch.Generator().manual_seed(7)
     for _ in range(steps):
         full = torch.randint(0, 37, (4, 17), generator=g)
