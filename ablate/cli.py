@@ -11,9 +11,9 @@ EXIT_USAGE = 2  # bad input: config errors, unknown components
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ablate.config import config_hash, load_config
-    from ablate.progress import TrialProgress
-    from ablate.trainer import train
+    from ablate.core.config import config_hash, load_config
+    from ablate.core.trainer import train
+    from ablate.study.progress import TrialProgress
 
     cfg = load_config(args.config, args.overrides)
     out = Path(args.out) if args.out else Path("runs") / "train" / config_hash(cfg)
@@ -30,7 +30,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     import dataclasses
 
     from ablate import registry
-    from ablate.config import to_dict
+    from ablate.core.config import to_dict
 
     if args.plugins:
         registry.load_plugins(args.plugins)
@@ -49,9 +49,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ablate.launch import changed_finished, format_table, run_sweep, trial_table
-    from ablate.report import render
-    from ablate.sweep import load_sweep
+    from ablate.report.html import render
+    from ablate.study.launch import changed_finished, format_table, run_sweep, trial_table
+    from ablate.study.sweep import load_sweep
 
     sweep = load_sweep(args.sweep, args.overrides)  # validates every trial; writes nothing
     if args.dry_run:
@@ -73,9 +73,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from ablate.launch import counts, format_table, ledger_path
-    from ablate.ledger import Ledger
-    from ablate.sweep import load_sweep
+    from ablate.study.launch import counts, format_table, ledger_path
+    from ablate.study.ledger import Ledger
+    from ablate.study.sweep import load_sweep
 
     sweep = load_sweep(args.sweep)
     ledger = Ledger(ledger_path(sweep), readonly=True)
@@ -105,8 +105,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from ablate.report import render
-    from ablate.sweep import load_sweep
+    from ablate.report.html import render
+    from ablate.study.sweep import load_sweep
 
     sweep = load_sweep(args.sweep)
     print(render(sweep.run_dir, sweep.report_dir, sweep.report.get("title", "")))
@@ -116,7 +116,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     import torch
 
-    from ablate.generate import generate, load_trial
+    from ablate.infer.generate import generate, load_trial
 
     model, tokenizer = load_trial(args.trial)
     prompt = torch.tensor([tokenizer.encode(args.prompt)])
@@ -187,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from ablate.config import ConfigError
+    from ablate.core.config import ConfigError
 
     try:
         return args.func(args)

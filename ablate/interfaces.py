@@ -62,7 +62,7 @@ class Component(nn.Module):
 
     def final_metrics(self, model: nn.Module, corpus: Any) -> dict[str, float]:
         """Once after training (eval mode, no grad): costlier measurements such as decode
-        speed or speculative acceptance. `corpus` is the trial's `ablate.data.Corpus`."""
+        speed or speculative acceptance. `corpus` is the trial's `ablate.core.data.Corpus`."""
         return {}
 
 

@@ -21,8 +21,8 @@ import time
 import torch
 
 from ablate import registry
-from ablate.config import ModelConfig
-from ablate.model import Transformer
+from ablate.core.config import ModelConfig
+from ablate.core.model import Transformer
 
 WIDTH = dict(dim=128, num_layers=4, num_heads=4, vocab_size=256)
 MLA = dict(kv_lora_rank=64, qk_rope_head_dim=16, qk_nope_head_dim=32, v_head_dim=32)

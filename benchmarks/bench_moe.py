@@ -17,9 +17,9 @@ import time
 import torch
 
 from ablate import registry
-from ablate.config import ModelConfig
+from ablate.core.config import ModelConfig
 from ablate.interfaces import BuildContext
-from components.ffn.dense import SwiGLU
+from ablate.nn.swiglu import SwiGLU
 
 WARMUP = 3  # untimed repetitions per layer (allocator, first-call costs)
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
-from ablate.config import load_config
-from ablate.data import train_batch
-from ablate.trainer import _param_groups, build, lr_at, train
+from ablate.core.config import load_config
+from ablate.core.data import train_batch
+from ablate.core.trainer import _param_groups, build, lr_at, train
 
 CONFIG = Path(__file__).resolve().parent.parent / "sweeps" / "base" / "shakespeare_char.yaml"
 OVERRIDES = [
@@ -54,7 +54,7 @@ def bare_loop(cfg) -> float:
 
 
 def harness(cfg) -> float:
-    """Seconds per step of `ablate.trainer.train` (its own timing, evals excluded)."""
+    """Seconds per step of `ablate.core.trainer.train` (its own timing, evals excluded)."""
     with tempfile.TemporaryDirectory() as d:
         s = train(cfg, d)
     tokens_per_step = cfg.data.batch_size * cfg.data.seq_len * cfg.train.grad_accum

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 
-from ablate import data as data_mod
-from ablate.config import load_config
-from ablate.trainer import build, evaluate
+from ablate.core import data as data_mod
+from ablate.core.config import load_config
+from ablate.core.trainer import build, evaluate
 from kernels.fp8_gemm import fp8_gemm_ref
 from kernels.fp8_quant import FP8_E4M3_MAX, act_quant_ref, dequant_ref, weight_quant_ref
 

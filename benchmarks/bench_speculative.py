@@ -23,12 +23,12 @@ from pathlib import Path
 
 import torch
 
-from ablate.config import load_config, replace
-from ablate.data import load_corpus
-from ablate.generate import generate
-from ablate.model import Transformer
-from ablate.speculative import SpecStats, speculative_generate
-from ablate.trainer import train
+from ablate.core.config import load_config, replace
+from ablate.core.data import load_corpus
+from ablate.core.model import Transformer
+from ablate.core.trainer import train
+from ablate.infer.generate import generate
+from ablate.infer.speculative import SpecStats, speculative_generate
 
 REPO = Path(__file__).resolve().parent.parent
 PROMPT_LEN = 32

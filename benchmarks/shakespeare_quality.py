@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ablate.config import load_config
-from ablate.data import load_corpus, train_batch
-from ablate.trainer import _param_groups, build, train
+from ablate.core.config import load_config
+from ablate.core.data import load_corpus, train_batch
+from ablate.core.trainer import _param_groups, build, train
 
 CONFIG = Path(__file__).resolve().parent.parent / "sweeps" / "base" / "shakespeare_char.yaml"
 NANOGPT_VAL_LOSS, NANOGPT_WALL_S, NANOGPT_STEPS = 1.898, 83.0, 2000

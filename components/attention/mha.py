@@ -9,37 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ablate.interfaces import Attention, BuildContext
+from ablate.nn.attention import causal_attention, update_cache
+from ablate.nn.rope import apply_rope, rope_table
 from ablate.registry import register
-from ablate.rope import apply_rope, rope_table
-
-
-def causal_attention(
-    q_BHTK: torch.Tensor, k_BHSK: torch.Tensor, v_BHSV: torch.Tensor, start_pos: int, scale: float
-) -> torch.Tensor:
-    """Softmax attention of T queries at positions start_pos.. over S = start_pos+T keys."""
-    T, S = q_BHTK.shape[-2], k_BHSK.shape[-2]
-    if start_pos == 0 and T == S:
-        return F.scaled_dot_product_attention(q_BHTK, k_BHSK, v_BHSV, is_causal=True, scale=scale)
-    pos_T = torch.arange(start_pos, start_pos + T, device=q_BHTK.device)
-    mask_TS = torch.arange(S, device=q_BHTK.device)[None, :] <= pos_T[:, None]
-    return F.scaled_dot_product_attention(q_BHTK, k_BHSK, v_BHSV, attn_mask=mask_TS, scale=scale)
-
-
-def update_cache(
-    cache: dict[str, torch.Tensor], start_pos: int, **new_BT: torch.Tensor
-) -> list[torch.Tensor]:
-    """Write each new (B, T, ...) entry at positions start_pos.. and return, in the same order,
-    the cached entries of every position so far: (B, start_pos + T, ...)."""
-    out = []
-    for name, x_BT in new_BT.items():
-        B, T = x_BT.shape[:2]
-        cache[name][:B, start_pos : start_pos + T] = x_BT
-        out.append(cache[name][:B, : start_pos + T])
-    return out
 
 
 @register("attention", "mha")

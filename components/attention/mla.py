@@ -22,10 +22,9 @@ from torch import nn
 
 from ablate import registry
 from ablate.interfaces import Attention, BuildContext
+from ablate.nn.attention import grouped_causal_attention, update_cache
+from ablate.nn.rope import apply_rope, rope_table, yarn_freqs, yarn_softmax_multiplier
 from ablate.registry import register
-from ablate.rope import apply_rope, rope_table, yarn_freqs, yarn_softmax_multiplier
-from components.attention.gqa import grouped_causal_attention
-from components.attention.mha import update_cache
 
 
 @register("attention", "mla")

@@ -15,11 +15,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ablate import registry
-from ablate.balance import check_routing, expert_counts, maxvio, relative_load, sequence_counts
-from ablate.config import slot
+from ablate.core.config import slot
 from ablate.interfaces import FFN, BuildContext
+from ablate.nn.balance import check_routing, expert_counts, maxvio, relative_load, sequence_counts
+from ablate.nn.swiglu import SwiGLU, swiglu_width
 from ablate.registry import register
-from components.ffn.dense import SwiGLU, swiglu_width
 
 TRAIN, EVAL = 0, 1  # rows of the per-mode counters
 GEMM_ALIGN_BYTES = 16  # grouped_mm needs row strides in multiples of 16 bytes

@@ -235,7 +235,7 @@ class MultiTokenPrediction(MTP):
         return out
 
     def _speculative(self, model: nn.Module, val_N: torch.Tensor) -> dict[str, float]:
-        from ablate.speculative import compare_decoding
+        from ablate.infer.speculative import compare_decoding
 
         max_len = model.cfg.max_seq_len
         prompt_len = min(self.cfg.spec_prompt_len, max_len // 2)

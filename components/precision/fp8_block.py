@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from ablate.interfaces import Router
+from ablate.nn.mixed_precision import AutocastConfig, AutocastPrecision
 from ablate.registry import register
-from components.precision.bf16 import BF16
 
 TILE = 128  # DeepSeek-V3 tile length (kernels.fp8_quant.TILE; imported lazily, see _ops)
 GEMM_DTYPES = (torch.bfloat16, torch.float32)
@@ -187,9 +187,9 @@ def skipped(name: str, parent: nn.Module, patterns: tuple[str, ...]) -> bool:
 
 
 @register("precision", "fp8_block")
-class FP8Block(BF16):
+class FP8Block(AutocastPrecision):
     @dataclass(frozen=True, kw_only=True)
-    class Config(BF16.Config):
+    class Config(AutocastConfig):
         moment_dtype: Literal["float32", "bfloat16"] = "bfloat16"  # AdamW m, v (V3 §3.3.3)
         # fnmatch patterns on dotted module names of Linears kept in bf16/fp32 (plus router
         # Linears always): embedding, output head, router gate, norms

@@ -12,9 +12,9 @@ from typing import Literal
 
 import torch
 
-from ablate.balance import balance_loss, sequence_counts
+from ablate.nn.balance import balance_loss, sequence_counts
+from ablate.nn.gate import GateBase, group_limited_topk, router_logits
 from ablate.registry import register
-from components.router.sigmoid_bias import GateBase, group_limited_topk, router_logits
 
 GROUP_SCORE_TOP = 1  # a group's score: its best probability (V2 device-limited routing)
 

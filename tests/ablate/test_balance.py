@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ablate.balance import (
+from ablate.nn.balance import (
     balance_loss,
     check_routing,
     expert_counts,

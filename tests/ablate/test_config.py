@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from ablate.config import ConfigError, config_hash, from_dict, load_config, to_dict
+from ablate.core.config import ConfigError, config_hash, from_dict, load_config, to_dict
 from tests.conftest import REPO
 
 

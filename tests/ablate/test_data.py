@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from ablate import registry
-from ablate.config import DataConfig
-from ablate.data import load_corpus, train_batch, val_batches
+from ablate.core.config import DataConfig
+from ablate.core.data import load_corpus, train_batch, val_batches
 from tests.conftest import SHARED
 
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from ablate import registry
-from ablate.generate import generate, sample_next
-from ablate.model import Transformer
+from ablate.core.model import Transformer
+from ablate.infer.generate import generate, sample_next
 from tests.conftest import tiny_model_config
 
 ATTENTIONS = {
@@ -86,8 +86,8 @@ def test_cli_generate_from_a_trained_trial(tmp_path):
     import subprocess
     import sys
 
-    from ablate.config import load_config
-    from ablate.trainer import train
+    from ablate.core.config import load_config
+    from ablate.core.trainer import train
     from tests.conftest import REPO
 
     cfg = load_config(

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from ablate import cli, launch
-from ablate.ledger import Ledger
-from ablate.sweep import load_sweep
+from ablate import cli
+from ablate.study import launch
+from ablate.study.ledger import Ledger
+from ablate.study.sweep import load_sweep
 from tests.ablate.sweep_helpers import write_sweep
 from tests.conftest import REPO
 

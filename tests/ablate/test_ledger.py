@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from ablate.ledger import Ledger, SpecChanged
-from ablate.sweep import load_sweep
+from ablate.study.ledger import Ledger, SpecChanged
+from ablate.study.sweep import load_sweep
 from tests.ablate.sweep_helpers import write_sweep
 
 NUM_WRITERS = 4
@@ -94,7 +94,7 @@ def test_changed_spec_is_refused_unless_forced(sweep, tmp_path):
 # Each writer is a fresh interpreter importing only the ledger (no torch): fast to start.
 WRITER = """
 import sys
-from ablate.ledger import Ledger
+from ablate.study.ledger import Ledger
 ledger = Ledger(sys.argv[1])
 while (row := ledger.claim(max_attempts=1)) is not None:
     ledger.finish(row["trial_id"], "done", metrics={"seed": row["seed"]})

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ablate.model import Transformer
-from ablate.rope import apply_rope, rope_table
+from ablate.core.model import Transformer
+from ablate.nn.rope import apply_rope, rope_table
 from tests.conftest import tiny_model_config
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ablate.optim import AdamW
+from ablate.nn.optim import AdamW
 
 HP = dict(lr=1e-2, betas=(0.9, 0.95), eps=1e-8)
 

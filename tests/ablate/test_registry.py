@@ -80,7 +80,7 @@ def test_cli_list_prints_fields_and_defaults():
 
 def test_import_is_light():
     code = (
-        "import sys, ablate, ablate.cli, ablate.config, ablate.registry; "
+        "import sys, ablate, ablate.cli, ablate.core.config, ablate.registry; "
         "bad = [m for m in ('wandb', 'optuna', 'matplotlib', 'torch') if m in sys.modules]; "
         "print(bad)"
     )

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from scipy import stats as sps
 
-from ablate import report
-from ablate.ledger import Ledger
-from ablate.sweep import load_sweep
+from ablate.report import html as report
+from ablate.study.ledger import Ledger
+from ablate.study.sweep import load_sweep
 from tests.ablate.sweep_helpers import write_sweep
 
 BASE_PPL = {0: 10.0, 1: 11.0, 2: 12.0}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ablate.rope import (
+from ablate.nn.rope import (
     apply_rope,
     rope_table,
     yarn_correction_range,

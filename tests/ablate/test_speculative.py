@@ -5,16 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ablate.generate import generate
-from ablate.model import Transformer
-from ablate.registry import get
-from ablate.speculative import (
+from ablate.core.model import Transformer
+from ablate.infer.generate import generate
+from ablate.infer.speculative import (
     SpecStats,
     compare_decoding,
     drop_mtp,
     load_without_mtp,
     speculative_generate,
 )
+from ablate.registry import get
 from tests.conftest import tiny_model_config
 
 VOCAB = 37
@@ -120,7 +120,7 @@ def test_compare_decoding_reports_per_depth_metrics(trained_models):
 
 
 def test_final_metrics_hook_runs_on_a_corpus(trained_models):
-    from ablate.data import Corpus
+    from ablate.core.data import Corpus
 
     model = trained_models[1]
     val = chain_data(torch.Generator().manual_seed(3), 1, 400)[0]

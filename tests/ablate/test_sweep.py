@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ablate import cli
-from ablate.config import ConfigError, config_hash
-from ablate.sweep import load_sweep
+from ablate.core.config import ConfigError, config_hash
+from ablate.study.sweep import load_sweep
 from tests.ablate.sweep_helpers import write_sweep
 from tests.conftest import REPO
 

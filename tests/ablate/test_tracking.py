@@ -10,10 +10,10 @@ import pytest
 import torch
 import wandb
 
-from ablate import launch
-from ablate.ledger import Ledger
-from ablate.sweep import load_sweep
-from ablate.tracking import TrackingHealth, WandbCallback
+from ablate.study import launch
+from ablate.study.ledger import Ledger
+from ablate.study.sweep import load_sweep
+from ablate.study.tracking import TrackingHealth, WandbCallback
 from tests.ablate.sweep_helpers import write_sweep
 
 
@@ -39,7 +39,7 @@ def test_one_offline_wandb_run_per_trial(tmp_path, monkeypatch):
 
 
 def _train_one(tmp_path, health: TrackingHealth):
-    from ablate.trainer import train
+    from ablate.core.trainer import train
 
     tmp_path.mkdir(exist_ok=True)
     sweep = load_sweep(
@@ -101,8 +101,9 @@ def test_wandb_log_failure_does_not_stop_training(tmp_path, monkeypatch):
 
 def test_import_ablate_stays_light():
     code = (
-        "import sys, ablate, ablate.cli, ablate.sweep, ablate.ledger, ablate.tracking, "
-        "ablate.stats, ablate.report; ablate.cli.build_parser(); "
+        "import sys, ablate, ablate.cli, ablate.study.sweep, ablate.study.ledger, "
+        "ablate.study.tracking, "
+        "ablate.report.stats, ablate.report.html; ablate.cli.build_parser(); "
         "print(sorted(m for m in ('wandb', 'optuna', 'matplotlib', 'scipy') "
         "if m in sys.modules))"
     )

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ablate.config import load_config
-from ablate.trainer import lr_at, train
+from ablate.core.config import load_config
+from ablate.core.trainer import lr_at, train
 from tests.conftest import REPO
 
 TINY = REPO / "sweeps" / "base" / "tiny.yaml"
@@ -59,8 +59,8 @@ def test_golden_tiny_curve(tmp_path):
 
 KILL_SCRIPT = """
 import os, signal, sys
-from ablate.config import load_config
-from ablate.trainer import train
+from ablate.core.config import load_config
+from ablate.core.trainer import train
 cfg = load_config(sys.argv[1], sys.argv[3:])
 def kill(record):
     if record.get("step") == int(sys.argv[2]) and "loss" in record:

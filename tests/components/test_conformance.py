@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from ablate import registry
-from ablate.config import Config, DataConfig, from_dict, to_dict, to_yaml
+from ablate.core.config import Config, DataConfig, from_dict, to_dict, to_yaml
+from ablate.core.model import Transformer
 from ablate.interfaces import components
-from ablate.model import Transformer
 from tests.conftest import tiny_model_config
 
 MODEL_GROUPS = ("attention", "ffn", "norm", "mtp")

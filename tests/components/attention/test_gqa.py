@@ -7,10 +7,9 @@ import pytest
 import torch
 
 from ablate import registry
-from ablate.config import ConfigError, from_dict
+from ablate.core.config import ConfigError, from_dict
 from ablate.interfaces import BuildContext
-from components.attention.gqa import grouped_causal_attention
-from components.attention.mha import causal_attention
+from ablate.nn.attention import causal_attention, grouped_causal_attention
 from tests.conftest import tiny_model_config
 
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from ablate import registry
-from ablate.config import ModelConfig
+from ablate.core.config import ModelConfig
+from ablate.core.model import Transformer
+from ablate.core.trainer import collect_metrics
 from ablate.interfaces import BuildContext
-from ablate.model import Transformer
-from ablate.trainer import collect_metrics
 from tests.conftest import tiny_model_config
 
 BF16_BYTES, FP32_BYTES = 2, 4

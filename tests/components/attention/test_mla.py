@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from ablate import registry
-from ablate.config import ConfigError, ModelConfig, from_dict, load_config
+from ablate.core.config import ConfigError, ModelConfig, from_dict, load_config
 from ablate.interfaces import BuildContext
-from ablate.rope import apply_rope
+from ablate.nn.rope import apply_rope
 from tests.conftest import tiny_model_config
 
 SMALL = dict(kv_lora_rank=24, qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=12)

@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 
 from ablate import registry
-from ablate.balance import expert_counts, maxvio
-from ablate.config import ConfigError, load_config
+from ablate.core.config import ConfigError, load_config
 from ablate.interfaces import BuildContext
-from components.ffn.dense import SwiGLU
+from ablate.nn.balance import expert_counts, maxvio
+from ablate.nn.swiglu import SwiGLU
 from components.ffn.moe import grouped_linear, looped_linear
 from tests.conftest import REPO, tiny_model_config
 

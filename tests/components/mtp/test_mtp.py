@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ablate.config import Config, ConfigError, DataConfig, from_dict, to_dict
+from ablate.core.config import Config, ConfigError, DataConfig, from_dict, to_dict
+from ablate.core.model import Block, Transformer
 from ablate.interfaces import BuildContext, components
-from ablate.model import Block, Transformer
 from ablate.registry import get
 from components.mtp.mtp import IGNORE, MultiTokenPrediction, depth_targets
 from tests.conftest import tiny_model_config

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ablate.model import Transformer
-from ablate.optim import AdamW
+from ablate.core.model import Transformer
+from ablate.nn.optim import AdamW
 from components.precision.bf16 import BF16
 from tests.conftest import tiny_model_config
 

@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ablate.config import from_dict, load_config, to_dict
-from ablate.model import Transformer
-from ablate.optim import AdamW
-from ablate.trainer import train
+from ablate.core.config import from_dict, load_config, to_dict
+from ablate.core.model import Transformer
+from ablate.core.trainer import train
+from ablate.nn.optim import AdamW
 from components.precision.fp8_block import FP8Block, FP8Linear, QuantStats, _ops
 from tests.conftest import REPO, tiny_model_config
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from ablate import registry
-from ablate.balance import balance_loss, sequence_counts
-from ablate.config import load_config
+from ablate.core.config import load_config
+from ablate.core.trainer import train
 from ablate.interfaces import BuildContext
-from ablate.trainer import train
+from ablate.nn.balance import balance_loss, sequence_counts
 from tests.components.router.gate_ref import ds_gate, sorted_pairs
 from tests.conftest import REPO, tiny_model_config
 

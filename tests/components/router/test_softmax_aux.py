@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from ablate import registry
-from ablate.balance import balance_loss, expert_counts, sequence_counts
 from ablate.interfaces import BuildContext
+from ablate.nn.balance import balance_loss, expert_counts, sequence_counts
 from tests.components.router.gate_ref import ds_gate, sorted_pairs
 from tests.conftest import tiny_model_config
 

@@ -14,12 +14,12 @@ import traceback
 from pathlib import Path
 from typing import Any, TextIO
 
-from ablate import trainer
-from ablate.config import load_config, to_yaml
-from ablate.ledger import Ledger
-from ablate.progress import TrialProgress
-from ablate.sweep import Sweep, load_sweep
-from ablate.tracking import SUMMARY_KEYS, TrackingHealth, WandbCallback
+from ablate.core import trainer
+from ablate.core.config import load_config, to_yaml
+from ablate.study.ledger import Ledger
+from ablate.study.progress import TrialProgress
+from ablate.study.sweep import Sweep, load_sweep
+from ablate.study.tracking import SUMMARY_KEYS, TrackingHealth, WandbCallback
 
 LEDGER = "ledger.sqlite"
 STATE_ORDER = ("done", "diverged", "failed", "running", "pending")

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ablate import registry
-from ablate.config import DataConfig
+from ablate.core.config import DataConfig
 from ablate.interfaces import Tokenizer
 
 _SEED_MIX = 1_000_003  # spreads (seed, step, micro) into distinct generator seeds

@@ -17,8 +17,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ablate import stats
-from ablate.ledger import Ledger
+from ablate.report import stats
+from ablate.study.ledger import Ledger
 
 TEMPLATE = "report.html.j2"
 FAMILY_RE = re.compile(r"^(.+)/(\d+)$")  # `expert_load/3`: index 3 of a per-index family
@@ -399,7 +399,7 @@ def render(run_dir: str | Path, out_dir: str | Path, title: str = "") -> Path:
     """Write `index.html` and `results.csv` for the sweep in `run_dir`; returns the HTML path."""
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-    from ablate.launch import LEDGER
+    from ablate.study.launch import LEDGER
 
     ledger = Ledger(Path(run_dir) / LEDGER, readonly=True)
     try:

@@ -90,7 +90,7 @@ class WandbCallback:
     def _start(self) -> None:
         import wandb
 
-        from ablate.config import to_dict
+        from ablate.core.config import to_dict
 
         t = self.cfg.tracking
         self.trial_dir.mkdir(parents=True, exist_ok=True)

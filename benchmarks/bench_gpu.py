@@ -7,7 +7,7 @@
 3. Median training-step time of a ~100M-parameter model in bf16 vs fp8_block (triton), and
    fp8_block (emulation) for reference.
 
-Usage: python kernels/bench_gpu.py [--sizes 4096 8192] [--json out.json]
+Usage: python benchmarks/bench_gpu.py [--sizes 4096 8192] [--json out.json]
 This is a script, not library code: part 3 builds the model through the engine's registry.
 """
 
@@ -102,7 +102,7 @@ def check_kernels(dev: torch.device) -> list[tuple[str, str, bool]]:
 
 def _precision(name: str, dev: torch.device, **fields):
     from ablate import registry
-    from ablate.config import from_dict
+    from ablate.core.config import from_dict
 
     cfg = from_dict({"train": {"precision": {"name": name, **fields}}})
     return registry.build(cfg.train.precision, dev)
@@ -167,8 +167,8 @@ def bench_gemm(dev: torch.device, size: int) -> dict[str, float | str]:
 
 def bench_train(dev: torch.device) -> dict[str, dict[str, float]]:
     """Median step time of a ~100M-parameter model per precision arm."""
-    from ablate.config import ModelConfig
-    from ablate.model import Transformer
+    from ablate.core.config import ModelConfig
+    from ablate.core.model import Transformer
 
     arms = {
         "bf16": ("bf16", {}),

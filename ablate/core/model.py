@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ablate import registry
-from ablate.config import ModelConfig
+from ablate.core.config import ModelConfig
 from ablate.interfaces import BuildContext
 
 

@@ -61,7 +61,7 @@ def generate(
     """Extend `prompt_ids_BT` by `max_new_tokens` tokens; returns (B, T + max_new_tokens).
 
     Args:
-        model: an `ablate.model.Transformer` (or anything with its `forward`/`new_caches`).
+        model: an `ablate.core.model.Transformer` (or anything with its `forward`/`new_caches`).
         prompt_ids_BT: prompt token ids, at least one per row.
         max_new_tokens: tokens to append.
         temperature, top_k: see `sample_next`; temperature 0 is greedy.
@@ -74,7 +74,7 @@ def generate(
     if speculative is not None:
         if speculative != "mtp" or temperature != 0:
             raise ValueError(f"speculative={speculative!r}: only 'mtp' with temperature 0")
-        from ablate.speculative import speculative_generate
+        from ablate.infer.speculative import speculative_generate
 
         return speculative_generate(model, prompt_ids_BT, max_new_tokens)
     B, T = prompt_ids_BT.shape
@@ -115,8 +115,8 @@ def generate(
 
 def load_trial(trial_dir: str | Path, device: str = "cpu"):
     """The trained model (eval mode) and tokenizer of a trial directory's last checkpoint."""
-    from ablate.config import load_config
-    from ablate.trainer import CHECKPOINT, build
+    from ablate.core.config import load_config
+    from ablate.core.trainer import CHECKPOINT, build
 
     trial = Path(trial_dir)
     if not (trial / CHECKPOINT).is_file():

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ablate.generate import generate, model_dtype
+from ablate.infer.generate import generate, model_dtype
 
 MTP_PREFIX = "mtp."  # state-dict keys of the MTP modules
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ablate.config import Config, ConfigError, Layers, config_hash, from_layers, load_layers
+from ablate.core.config import Config, ConfigError, Layers, config_hash, from_layers, load_layers
 
 TOP_KEYS = (
     "name",
@@ -173,7 +173,7 @@ def _int(value: Any, src: str, key: str, minimum: int = 0) -> int:
 
 
 def _read_spec(path: Path) -> tuple[dict, str]:
-    from ablate.config import read_yaml
+    from ablate.core.config import read_yaml
 
     spec = read_yaml(path)
     src = str(path)

@@ -22,11 +22,12 @@ from typing import Any
 
 import torch
 
-from ablate import data as data_mod
-from ablate import registry, repro
-from ablate.config import Config, config_hash, replace, to_yaml
+from ablate import registry
+from ablate.core import data as data_mod
+from ablate.core import repro
+from ablate.core.config import Config, config_hash, replace, to_yaml
+from ablate.core.model import Transformer
 from ablate.interfaces import components
-from ablate.model import Transformer
 
 CHECKPOINT = "checkpoint.pt"
 TRAIN_KEYS = ("step", "loss", "lr", "grad_norm", "train_s", "tokens_per_s")  # not metrics

@@ -88,7 +88,7 @@ class Ledger:
         different config, unless `force`; then the old rows stay in the file but are marked
         inactive (reports and runs ignore them). Returns the ids of the changed trials.
         """
-        from ablate.config import to_dict
+        from ablate.core.config import to_dict
 
         wanted = {(t.arm, t.seed): t for t in sweep.trials}
         ids = {t.trial_id for t in sweep.trials}

@@ -1,0 +1,1 @@
+"""The engine core: typed config, the model skeleton, data, and the training loop."""

@@ -1,0 +1,1 @@
+"""Inference on trained trials: generation and speculative decoding."""

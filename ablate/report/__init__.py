@@ -1,0 +1,1 @@
+"""The HTML ablation report and the statistics behind it."""

@@ -1,0 +1,1 @@
+"""A study: sweep expansion, the trial ledger, launching trials, progress and tracking."""
