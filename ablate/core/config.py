@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ablate import registry
+from ablate.core.fingerprint import code_fingerprints
 from ablate.core.layers import (
     ConfigError,
     Layers,
@@ -38,6 +39,7 @@ __all__ = [
     "TrainConfig",
     "apply_overrides",
     "build_dataclass",
+    "code_fingerprints",
     "config_hash",
     "from_dict",
     "from_layers",
@@ -180,9 +182,16 @@ def to_dict(obj: Any) -> Any:
 
 
 def config_hash(cfg: Config) -> str:
-    """Stable 12-hex id of everything that can change a result (tracking excluded)."""
+    """Stable 12-hex id of everything that can change a result (tracking excluded).
+
+    Out-of-tree components (plugins) add their module file's hash under `code`; shipped ones,
+    covered by the git revision, add nothing.
+    """
     d = to_dict(cfg)
     d.pop("tracking")
+    code = code_fingerprints(cfg)
+    if code:
+        d["code"] = code
     blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

@@ -110,13 +110,13 @@ def build_dataclass(cls: type, data: dict, prefix: str, layers: Layers) -> Any:
     return cls(**kwargs)
 
 
-def _walk(obj: Any, prefix: str = ""):
+def walk(obj: Any, prefix: str = ""):
     """Yield (dotted key, dataclass instance) for `obj` and every nested config."""
     yield prefix, obj
     for f in dataclasses.fields(obj):
         v = getattr(obj, f.name)
         if dataclasses.is_dataclass(v):
-            yield from _walk(v, f"{prefix}.{f.name}" if prefix else f.name)
+            yield from walk(v, f"{prefix}.{f.name}" if prefix else f.name)
 
 
 def check(cfg: Any, layers: Layers) -> None:
@@ -144,7 +144,7 @@ def check(cfg: Any, layers: Layers) -> None:
     ]:
         if not ok:
             raise ConfigError(layers.source_of(key), key, msg)
-    for key, node in _walk(cfg):
+    for key, node in walk(cfg):
         check = getattr(node, "check", None)
         if callable(check):
             try:
