@@ -3,7 +3,8 @@
 MaxVio = (max_i Load_i - mean Load) / mean Load (Wang et al. 2024, arXiv 2408.15664, eq. 4);
 the balance loss is alpha * sum_i f_i P_i (Switch/GShard form; DeepSeek-V3 eq. 17-20).
 Pure functions over tensors; no component is named here.
-Shapes: N tokens, K experts chosen per token, E experts, S sequences, T tokens per sequence.
+Shapes (docs/design.md#shapes): N tokens, X experts chosen per token, E experts, W balance
+scopes (sequences), T tokens per scope.
 """
 
 from __future__ import annotations
@@ -13,16 +14,16 @@ import torch
 _TINY = torch.finfo(torch.float64).tiny  # guards divisions by an all-zero load
 
 
-def expert_counts(ids_NK: torch.Tensor, num_experts: int) -> torch.Tensor:
+def expert_counts(ids_NX: torch.Tensor, num_experts: int) -> torch.Tensor:
     """Tokens assigned to each expert: (E,) int64."""
-    return torch.bincount(ids_NK.flatten(), minlength=num_experts)
+    return torch.bincount(ids_NX.flatten(), minlength=num_experts)
 
 
-def sequence_counts(ids_NK: torch.Tensor, num_seqs: int, num_experts: int) -> torch.Tensor:
-    """Per-sequence expert counts (S, E); the N tokens are S equal-length sequences in order."""
-    assert ids_NK.shape[0] % num_seqs == 0, "tokens must split into equal-length sequences"
-    seq_N = torch.arange(ids_NK.shape[0], device=ids_NK.device) // (ids_NK.shape[0] // num_seqs)
-    flat = (seq_N[:, None] * num_experts + ids_NK).flatten()
+def sequence_counts(ids_NX: torch.Tensor, num_seqs: int, num_experts: int) -> torch.Tensor:
+    """Per-sequence expert counts (W, E); the N tokens are W equal-length sequences in order."""
+    assert ids_NX.shape[0] % num_seqs == 0, "tokens must split into equal-length sequences"
+    seq_N = torch.arange(ids_NX.shape[0], device=ids_NX.device) // (ids_NX.shape[0] // num_seqs)
+    flat = (seq_N[:, None] * num_experts + ids_NX).flatten()
     return torch.bincount(flat, minlength=num_seqs * num_experts).view(num_seqs, num_experts)
 
 
@@ -41,30 +42,30 @@ def relative_load(loads_E: torch.Tensor) -> torch.Tensor:
     return torch.where(mean > 0, loads_E / mean.clamp_min(_TINY), torch.zeros_like(loads_E))
 
 
-def mean_sequence_maxvio(ids_NK: torch.Tensor, num_seqs: int, num_experts: int) -> float:
+def mean_sequence_maxvio(ids_NX: torch.Tensor, num_seqs: int, num_experts: int) -> float:
     """Per-sequence MaxVio (loads counted within one sequence), averaged over sequences."""
-    return maxvio(sequence_counts(ids_NK, num_seqs, num_experts)).mean().item()
+    return maxvio(sequence_counts(ids_NX, num_seqs, num_experts)).mean().item()
 
 
-def balance_loss(probs_STE: torch.Tensor, chosen_SE: torch.Tensor, topk: int) -> torch.Tensor:
-    """Sum_i f_i P_i per scope (one row of S), averaged over rows; no coefficient applied.
+def balance_loss(probs_WTE: torch.Tensor, chosen_WE: torch.Tensor, topk: int) -> torch.Tensor:
+    """Sum_i f_i P_i per scope (one row of W), averaged over rows; no coefficient applied.
 
     Args:
-        probs_STE: per-token expert probabilities (carry the gradient).
-        chosen_SE: how many of the scope's T tokens chose each expert (a constant).
-        topk: experts chosen per token, K.
+        probs_WTE: per-token expert probabilities (carry the gradient).
+        chosen_WE: how many of the scope's T tokens chose each expert (a constant).
+        topk: experts chosen per token, X.
 
     Returns:
-        A scalar: 1 when perfectly balanced, E/K at collapse onto K experts with equal P.
+        A scalar: 1 when perfectly balanced, E/X at collapse onto X experts with equal P.
     """
-    num_tokens, num_experts = probs_STE.shape[1], probs_STE.shape[2]
-    f_SE = chosen_SE.detach().to(probs_STE.dtype) * (num_experts / (topk * num_tokens))
-    p_SE = probs_STE.mean(1)
-    return (f_SE * p_SE).sum(-1).mean()
+    num_tokens, num_experts = probs_WTE.shape[1], probs_WTE.shape[2]
+    f_WE = chosen_WE.detach().to(probs_WTE.dtype) * (num_experts / (topk * num_tokens))
+    p_WE = probs_WTE.mean(1)
+    return (f_WE * p_WE).sum(-1).mean()
 
 
 def check_routing(num_experts: int, topk: int, num_groups: int, topk_groups: int) -> None:
-    """ValueError unless K experts of E fit in `topk_groups` of `num_groups` equal groups."""
+    """ValueError unless X experts of E fit in `topk_groups` of `num_groups` equal groups."""
     if not 0 < topk <= num_experts:
         raise ValueError(f"topk={topk} must be in 1..num_routed_experts ({num_experts})")
     if num_groups < 1 or num_experts % num_groups:

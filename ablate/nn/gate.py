@@ -1,4 +1,8 @@
-"""MoE gate helpers: fp32 router logits, group-limited top-k, and the shared router base."""
+"""MoE gate helpers: fp32 router logits, group-limited top-k, and the shared router base.
+
+Shapes (docs/design.md#shapes): N tokens, D width, E routed experts, X experts per token,
+M expert groups, J = E/M experts per group.
+"""
 
 from __future__ import annotations
 
@@ -21,22 +25,22 @@ def router_logits(x_ND: torch.Tensor, weight_ED: torch.Tensor) -> torch.Tensor:
 def group_limited_topk(
     sel_NE: torch.Tensor, topk: int, num_groups: int, topk_groups: int, group_top: int
 ) -> torch.Tensor:
-    """Ids (N, K) of the K best `sel_NE` inside each token's `topk_groups` best groups.
+    """Ids (N, X) of the X best `sel_NE` inside each token's `topk_groups` best groups.
 
     A group's score is the sum of its `group_top` best entries (1 = its max); the experts of
     dropped groups are set to -inf, so they never win, even against negative scores.
     """
     if num_groups > 1:
-        sel_NGe = sel_NE.view(sel_NE.shape[0], num_groups, -1)
-        group_NG = sel_NGe.topk(min(group_top, sel_NGe.shape[-1]), dim=-1).values.sum(-1)
-        keep_NG = group_NG.topk(topk_groups, dim=-1).indices
-        drop_NG = torch.ones_like(group_NG, dtype=torch.bool).scatter_(1, keep_NG, False)
-        sel_NE = sel_NGe.masked_fill(drop_NG[..., None], float("-inf")).flatten(1)
+        sel_NMJ = sel_NE.view(sel_NE.shape[0], num_groups, -1)
+        group_NM = sel_NMJ.topk(min(group_top, sel_NMJ.shape[-1]), dim=-1).values.sum(-1)
+        keep = group_NM.topk(topk_groups, dim=-1).indices  # (N, topk_groups)
+        drop_NM = torch.ones_like(group_NM, dtype=torch.bool).scatter_(1, keep, False)
+        sel_NE = sel_NMJ.masked_fill(drop_NM[..., None], float("-inf")).flatten(1)
     return sel_NE.topk(topk, dim=-1).indices
 
 
 class GateBase(Router):
-    """Shared state of the shipped routers: the (E, D) centroid matrix, E and K."""
+    """Shared state of the shipped routers: the (E, D) centroid matrix, E and X."""
 
     def __init__(self, cfg, ctx: BuildContext, num_experts: int, topk: int) -> None:
         super().__init__()

@@ -3,7 +3,8 @@
 Pairs (x[2i], x[2i+1]) are viewed as complex numbers and multiplied by e^{i pos f_i},
 f_i = theta^(-2i/R). The "half" layout (Llama's rotate-half, pairs (x[i], x[i+R/2])) exists
 only so tests can show the two differ. YaRN (Peng et al. 2023) rescales the frequencies for
-context extension. Shapes: T positions, R rotated dims, P = R/2 pairs.
+context extension. Shapes (docs/design.md#shapes): T positions, R rotated dims, P = R/2 pairs,
+B batch, H heads.
 """
 
 from __future__ import annotations

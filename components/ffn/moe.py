@@ -1,8 +1,9 @@
 """DeepSeekMoE feed-forward: fused shared experts plus fine-grained routed SwiGLU experts
 (DeepSeek-V3, arXiv 2412.19437 eq. 12-16; DeepSeekMoE, arXiv 2401.06066).
 
-Shapes: B batch, T time, D width, N = B*T tokens, E routed experts, K experts per token,
-A = N*K token-expert assignments, F expert hidden width, I/O a matmul's in/out widths.
+Shapes (docs/design.md#shapes): B batch, T time, D width, N = B*T tokens, E routed experts,
+X experts per token, A = N*X token-expert assignments, F expert hidden width, I/O a matmul's
+in/out widths.
 """
 
 from __future__ import annotations
@@ -56,11 +57,11 @@ class MoE(FFN):
     class Config:
         num_routed_experts: int = 8  # E: fine-grained routed experts per MoE layer
         num_shared_experts: int = 1  # always-on experts, fused into one SwiGLU of N_s * F
-        topk: int = 2  # K: routed experts per token
-        expert_dim: int = 0  # F: each expert's width; 0 = dense width // (N_s + K), to 8
+        topk: int = 2  # X: routed experts per token
+        expert_dim: int = 0  # F: each expert's width; 0 = dense width // (N_s + X), to 8
         first_k_dense: int = 0  # leading layers that use a dense SwiGLU instead (V3: 3)
         dense_hidden_dim: int = 0  # those layers' width; 0 = 8/3 * model.dim rounded up to 32
-        router: Any = slot("router", "sigmoid_bias")  # gate choosing K of E experts per token
+        router: Any = slot("router", "sigmoid_bias")  # gate choosing X of E experts per token
 
         def check(self, root) -> None:
             for key in ("num_shared_experts", "expert_dim", "first_k_dense", "dense_hidden_dim"):
@@ -117,37 +118,37 @@ class MoE(FFN):
             return self.dense(x_BTD)
         B, T, D = x_BTD.shape
         x_ND = x_BTD.reshape(B * T, D)
-        weights_NK, ids_NK = self.router(x_ND, num_seqs=B)
-        out_ND = self.routed(x_ND, weights_NK, ids_NK)
+        weights_NX, ids_NX = self.router(x_ND, num_seqs=B)
+        out_ND = self.routed(x_ND, weights_NX, ids_NX)
         if self.shared is not None:
             out_ND = out_ND + self.shared(x_ND)
         if not (self.training and not torch.is_grad_enabled()):  # as for the routing bias,
-            self._count(ids_NK, B)  # only forwards that train are training loads
+            self._count(ids_NX, B)  # only forwards that train are training loads
         return out_ND.view(B, T, D)
 
     def routed(
-        self, x_ND: torch.Tensor, weights_NK: torch.Tensor, ids_NK: torch.Tensor
+        self, x_ND: torch.Tensor, weights_NX: torch.Tensor, ids_NX: torch.Tensor
     ) -> torch.Tensor:
         """Sum_k weight_k * expert_{id_k}(x): assignments sorted by expert, two grouped GEMMs."""
-        K = ids_NK.shape[1]
-        ids_A = ids_NK.flatten()
+        X = ids_NX.shape[1]
+        ids_A = ids_NX.flatten()
         order_A = ids_A.argsort(stable=True)
-        token_A = order_A // K
+        token_A = order_A // X
         ends_E = expert_counts(ids_A, self.cfg.num_routed_experts).cumsum(0)
         gate_AF, up_AF = grouped_linear(x_ND[token_A], self.w13, ends_E).chunk(2, dim=-1)
         y_AD = grouped_linear(F.silu(gate_AF) * up_AF, self.w2, ends_E)
-        y_AD = y_AD * weights_NK.flatten()[order_A, None].to(y_AD.dtype)
+        y_AD = y_AD * weights_NX.flatten()[order_A, None].to(y_AD.dtype)
         return y_AD.new_zeros(x_ND.shape).index_add_(0, token_A, y_AD)
 
     @torch.no_grad()
-    def _count(self, ids_NK: torch.Tensor, num_seqs: int) -> None:
+    def _count(self, ids_NX: torch.Tensor, num_seqs: int) -> None:
         mode = TRAIN if self.training else EVAL
-        loads_E = expert_counts(ids_NK, self.cfg.num_routed_experts)
+        loads_E = expert_counts(ids_NX, self.cfg.num_routed_experts)
         self.mode_loads[mode] += loads_E
         if mode == TRAIN:
             self.step_loads += loads_E
-        seq_vio_S = maxvio(sequence_counts(ids_NK, num_seqs, self.cfg.num_routed_experts))
-        self.seq_vio[mode] += torch.stack([seq_vio_S.sum(), seq_vio_S.new_tensor(num_seqs)])
+        seq_vio_B = maxvio(sequence_counts(ids_NX, num_seqs, self.cfg.num_routed_experts))
+        self.seq_vio[mode] += torch.stack([seq_vio_B.sum(), seq_vio_B.new_tensor(num_seqs)])
 
     @torch.no_grad()
     def after_optimizer_step(self) -> None:

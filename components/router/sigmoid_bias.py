@@ -1,8 +1,8 @@
 """Sigmoid router with auxiliary-loss-free bias balancing (DeepSeek-V3, arXiv 2412.19437 §2.1.2;
 Wang et al., arXiv 2408.15664), an optional sequence-wise balance loss and group-limited routing.
 
-Shapes: N tokens, D width, E routed experts, K experts per token, G expert groups,
-S sequences, T tokens per sequence.
+Shapes (docs/design.md#shapes): N tokens, D width, E routed experts, X experts per token,
+W balance scopes (here the B sequences), T tokens per sequence.
 """
 
 from __future__ import annotations
@@ -50,25 +50,25 @@ class SigmoidBias(GateBase):
     def forward(
         self, x_ND: torch.Tensor, *, num_seqs: int = 1
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        cfg, E, K = self.cfg, self.num_experts, self.topk
+        cfg, E, X = self.cfg, self.num_experts, self.topk
         scores_NE = torch.sigmoid(router_logits(x_ND, self.weight))
         # The bias only chooses experts; it never enters the weights or a gradient.
-        ids_NK = group_limited_topk(
-            scores_NE.detach() + self.bias, K, cfg.num_groups, cfg.topk_groups, GROUP_SCORE_TOP
+        ids_NX = group_limited_topk(
+            scores_NE.detach() + self.bias, X, cfg.num_groups, cfg.topk_groups, GROUP_SCORE_TOP
         )
-        weights_NK = scores_NE.gather(1, ids_NK)
-        weights_NK = weights_NK / weights_NK.sum(-1, keepdim=True) * cfg.route_scale
+        weights_NX = scores_NE.gather(1, ids_NX)
+        weights_NX = weights_NX / weights_NX.sum(-1, keepdim=True) * cfg.route_scale
         if self._counting():
-            self.counts += expert_counts(ids_NK, E)
+            self.counts += expert_counts(ids_NX, E)
             if cfg.seq_aux_alpha > 0:
-                # f uses the unbiased plain top-K; s' is normalized over all E experts.
-                plain_NK = scores_NE.detach().topk(K, dim=-1).indices
-                chosen_SE = sequence_counts(plain_NK, num_seqs, E)
+                # f uses the unbiased plain top-k; s' is normalized over all E experts.
+                plain_NX = scores_NE.detach().topk(X, dim=-1).indices
+                chosen_WE = sequence_counts(plain_NX, num_seqs, E)
                 norm_NE = scores_NE / scores_NE.sum(-1, keepdim=True)
                 self._loss = cfg.seq_aux_alpha * balance_loss(
-                    norm_NE.view(num_seqs, -1, E), chosen_SE, K
+                    norm_NE.view(num_seqs, -1, E), chosen_WE, X
                 )
-        return weights_NK, ids_NK
+        return weights_NX, ids_NX
 
     def extra_losses(self) -> dict[str, torch.Tensor]:
         return self._pop_loss("seq_balance")

@@ -1,8 +1,8 @@
 """Softmax router with the classic auxiliary balance loss (Switch/GShard form; DeepSeek-V2,
 arXiv 2405.04434 eq. 23-25), optional group-limited (device-limited) routing.
 
-Shapes: N tokens, D width, E routed experts, K experts per token, S loss scopes (sequences or
-one micro-batch), T tokens per scope.
+Shapes (docs/design.md#shapes): N tokens, D width, E routed experts, X experts per token,
+W balance scopes (the B sequences, or one micro-batch), T tokens per scope.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ GROUP_SCORE_TOP = 1  # a group's score: its best probability (V2 device-limited 
 class SoftmaxAux(GateBase):
     @dataclass(frozen=True, kw_only=True)
     class Config:
-        route_scale: float = 1.0  # multiplies the raw top-K probabilities (V2: 16, V2-Lite: 1)
+        route_scale: float = 1.0  # multiplies the raw top-k probabilities (V2: 16, V2-Lite: 1)
         alpha: float = 1.0e-3  # auxiliary balance loss coefficient (V2-Lite: 1e-3); 0 = off
         # Tokens the loss's f and P are counted over: each sequence, or the whole micro-batch.
         scope: Literal["sequence", "micro_batch"] = "sequence"
@@ -38,17 +38,17 @@ class SoftmaxAux(GateBase):
     def forward(
         self, x_ND: torch.Tensor, *, num_seqs: int = 1
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        cfg, E, K = self.cfg, self.num_experts, self.topk
+        cfg, E, X = self.cfg, self.num_experts, self.topk
         probs_NE = torch.softmax(router_logits(x_ND, self.weight), dim=-1)
-        ids_NK = group_limited_topk(
-            probs_NE.detach(), K, cfg.num_groups, cfg.topk_groups, GROUP_SCORE_TOP
+        ids_NX = group_limited_topk(
+            probs_NE.detach(), X, cfg.num_groups, cfg.topk_groups, GROUP_SCORE_TOP
         )
-        weights_NK = probs_NE.gather(1, ids_NK) * cfg.route_scale  # not renormalized
+        weights_NX = probs_NE.gather(1, ids_NX) * cfg.route_scale  # not renormalized
         if self._counting() and cfg.alpha > 0:
             num_scopes = num_seqs if cfg.scope == "sequence" else 1
-            chosen_SE = sequence_counts(ids_NK, num_scopes, E)  # the routing actually used
-            self._loss = cfg.alpha * balance_loss(probs_NE.view(num_scopes, -1, E), chosen_SE, K)
-        return weights_NK, ids_NK
+            chosen_WE = sequence_counts(ids_NX, num_scopes, E)  # the routing actually used
+            self._loss = cfg.alpha * balance_loss(probs_NE.view(num_scopes, -1, E), chosen_WE, X)
+        return weights_NX, ids_NX
 
     def extra_losses(self) -> dict[str, torch.Tensor]:
         return self._pop_loss("aux_balance")
