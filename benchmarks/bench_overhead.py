@@ -19,7 +19,8 @@ import torch
 
 from ablate.core.config import load_config
 from ablate.core.data import train_batch
-from ablate.core.trainer import _param_groups, build, lr_at, train
+from ablate.core.trainer import lr_at, train
+from ablate.core.trial import build, param_groups
 
 CONFIG = Path(__file__).resolve().parent.parent / "sweeps" / "base" / "shakespeare_char.yaml"
 OVERRIDES = [
@@ -37,7 +38,7 @@ def bare_loop(cfg) -> float:
     tc = cfg.train
     batches = [train_batch(corpus, cfg.data, tc.seed, s) for s in range(1, tc.steps + 1)]
     opt = torch.optim.AdamW(
-        _param_groups(model, tc.weight_decay), lr=tc.lr, betas=(tc.beta1, tc.beta2)
+        param_groups(model, tc.weight_decay), lr=tc.lr, betas=(tc.beta1, tc.beta2)
     )
     times = []
     for step, (x, y) in enumerate(batches, start=1):

@@ -24,7 +24,8 @@ import torch
 
 from ablate.core import data as data_mod
 from ablate.core.config import load_config
-from ablate.core.trainer import build, evaluate
+from ablate.core.evaluate import evaluate
+from ablate.core.trial import build
 from kernels.fp8_gemm import fp8_gemm_ref
 from kernels.fp8_quant import FP8_E4M3_MAX, act_quant_ref, dequant_ref, weight_quant_ref
 

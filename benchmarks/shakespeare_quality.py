@@ -25,7 +25,8 @@ from torch import nn
 
 from ablate.core.config import load_config
 from ablate.core.data import load_corpus, train_batch
-from ablate.core.trainer import _param_groups, build, train
+from ablate.core.trainer import train
+from ablate.core.trial import build, param_groups
 
 CONFIG = Path(__file__).resolve().parent.parent / "sweeps" / "base" / "shakespeare_char.yaml"
 NANOGPT_VAL_LOSS, NANOGPT_WALL_S, NANOGPT_STEPS = 1.898, 83.0, 2000
@@ -73,7 +74,7 @@ class GPT2Ref(nn.Module):
 
 def step_ms(model: nn.Module, batches) -> float:
     """Median ms per AdamW step (forward, backward, clip, update) after warm-up."""
-    opt = torch.optim.AdamW(_param_groups(model, 0.1), lr=1e-3)
+    opt = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-3)
     times = []
     for x, y in batches:
         t0 = time.perf_counter()

@@ -3,36 +3,34 @@ atomic checkpoints with bit-identical resume, and divergence detection.
 
 Outputs in the trial directory: config.yaml, metrics.jsonl (one JSON object per logged step),
 checkpoint.pt, summary.json. The trainer never names a component: it calls every component's
-`extra_losses`, `after_optimizer_step` and `metrics` hooks.
+`extra_losses`, `after_optimizer_step` and `metrics` hooks. Building a trial lives in
+`ablate.core.trial`, checkpoints in `ablate.core.checkpoint`, evaluation in `ablate.core.evaluate`.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import random
 import resource
 import signal
 import threading
 import time
-from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ablate import registry
 from ablate.core import data as data_mod
 from ablate.core import repro
-from ablate.core.config import Config, code_fingerprints, config_hash, replace, to_yaml
-from ablate.core.model import Transformer
-from ablate.interfaces import components
+from ablate.core.checkpoint import CHECKPOINT, atomic_write, load_checkpoint, truncate_metrics
+from ablate.core.config import Config, code_fingerprints, config_hash
+from ablate.core.evaluate import collect_metrics, evaluate, final_metrics
+from ablate.core.trial import Callback, Trial, setup
 
-CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
 TRAIN_KEYS = ("step", "loss", "lr", "grad_norm", "train_s", "tokens_per_s")  # not metrics
 TIMING_SKIP = 5  # first steps excluded from tokens/s (allocator and cache warm-up)
-Callback = Callable[[dict[str, Any]], None]
 
 
 def lr_at(step: int, cfg) -> float:
@@ -43,94 +41,31 @@ def lr_at(step: int, cfg) -> float:
     return cfg.min_lr + 0.5 * (1 + math.cos(math.pi * min(1.0, frac))) * (cfg.lr - cfg.min_lr)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"train.device={name} but no CUDA device is available")
-    return torch.device(name)
-
-
-def collect_metrics(model: torch.nn.Module) -> dict[str, float]:
-    """Combine every component's `metrics()` by key: mean, or sum where it declares so."""
-    values: dict[str, list[float]] = {}
-    reduce: dict[str, str] = {}
-    for c in components(model):
-        for k, v in c.metrics().items():
-            values.setdefault(k, []).append(float(v))
-            reduce[k] = c.metric_reduce.get(k, "mean")
-    return {k: sum(v) if reduce[k] == "sum" else sum(v) / len(v) for k, v in values.items()}
-
-
-@torch.no_grad()
-def evaluate(model: Transformer, corpus, cfg: Config, precision) -> dict[str, float]:
-    """Exact mean next-token loss over the held-out windows, plus eval-mode metrics."""
-    was_training = model.training
-    model.eval()
-    total, count = 0.0, 0
-    device = next(model.parameters()).device
-    for x_BT, y_BT in data_mod.val_batches(corpus, cfg.data):
-        with precision.autocast():
-            logits_BTV, _ = model(x_BT.to(device))
-        total += torch.nn.functional.cross_entropy(
-            logits_BTV.flatten(0, 1).float(), y_BT.to(device).flatten(), reduction="sum"
-        ).item()
-        count += y_BT.numel()
-    out = {"val_loss": total / count}
-    out["val_ppl"] = math.exp(min(out["val_loss"], 50.0))
-    out.update({f"val_{k}": v for k, v in collect_metrics(model).items()})
-    model.train(was_training)
-    return out
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
-def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def _peak_mem_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    other = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": other, "weight_decay": 0.0}]
+@dataclass
+class _Progress:
+    """What the summary reports; a resumed run starts from the last logged values."""
 
+    start: int = 0  # step the run resumed from
+    step: int = 0  # last step taken
+    loss: float = math.nan  # last training loss
+    last_eval: dict[str, float] = field(default_factory=dict)
+    # Component metrics of the last train log row (counters reset when read, so keep them).
+    last_metrics: dict[str, float] = field(default_factory=dict)
+    logged_tps: float | None = None  # tokens/s logged before a resume
+    train_s: float = 0.0  # all step time, evals excluded
+    timed_s: float = 0.0  # step time after the first TIMING_SKIP steps of this process
+    timed_tokens: int = 0
+    status: str = "done"
+    reason: str = ""
 
-def build(cfg: Config, device: torch.device):
-    """Corpus, model (vocab filled from the tokenizer, precision applied) and precision."""
-    corpus = data_mod.load_corpus(cfg.data)
-    mcfg = cfg.model
-    if mcfg.vocab_size == 0:
-        mcfg = replace(mcfg, vocab_size=corpus.tokenizer.vocab_size)
-    elif mcfg.vocab_size < corpus.tokenizer.vocab_size:
-        raise ValueError(
-            f"model.vocab_size={mcfg.vocab_size} is smaller than the tokenizer's "
-            f"{corpus.tokenizer.vocab_size}"
-        )
-    torch.manual_seed(cfg.train.seed)
-    model = Transformer(mcfg).to(device)
-    precision = registry.build(cfg.train.precision, device)
-    model = precision.apply(model)
-    return corpus, model, precision
+    def tokens_per_s(self) -> float | None:
+        return self.timed_tokens / self.timed_s if self.timed_s else None
 
 
 def train(
@@ -147,195 +82,194 @@ def train(
     (with key "status"). `stop_after` ends the process-local loop early (tests of resume).
     """
     t_start = time.perf_counter()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tc = cfg.train
-    if tc.threads:
-        torch.set_num_threads(tc.threads)
-    device = resolve_device(tc.device)
-    random.seed(tc.seed)
-    corpus, model, precision = build(cfg, device)
-    comps = list(components(model))
-    opt = precision.build_optimizer(
-        _param_groups(model, tc.weight_decay), lr=tc.lr, betas=(tc.beta1, tc.beta2)
-    )
-    (out / "config.yaml").write_text(to_yaml(cfg))
-    start = 0
-    ckpt_path = out / CHECKPOINT
-    metrics_path = out / "metrics.jsonl"
-    history: list[dict] = []  # records kept from before a resume
+    run = setup(cfg, Path(out_dir), callbacks)
+    prog = _resume(run, resume)
+    run.model.train()
+    interrupted = _InterruptFlag()
+    try:
+        for step in range(prog.start + 1, cfg.train.steps + 1):
+            prog.step = step
+            taken = _train_step(run, prog, step)
+            if taken is None:
+                break  # diverged
+            _log_eval_save(run, prog, step, *taken)
+            if interrupted.set and step != cfg.train.steps:  # Ctrl-C: finish the step, stop
+                run.save(step)
+                raise KeyboardInterrupt(f"interrupted after step {step}; checkpoint saved")
+            if stop_after is not None and step >= stop_after:
+                return {"status": "stopped", "steps": step}
+    finally:
+        interrupted.restore()
+        run.log_f.close()
+    return _finish(run, prog, t_start)
+
+
+def _resume(run: Trial, resume: bool) -> _Progress:
+    """Restore the checkpoint (when resuming) or start afresh; open the metrics log."""
+    ckpt_path, metrics_path = run.out / CHECKPOINT, run.out / METRICS
+    start, history = 0, []  # history: records kept from before a resume
     if resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if ckpt["config_hash"] != config_hash(cfg):
-            raise ValueError(
-                f"{ckpt_path} belongs to config {ckpt['config_hash']}, not "
-                f"{config_hash(cfg)}; use another output directory or --restart"
-            )
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        _set_rng_state(ckpt["rng"])
-        start = ckpt["step"]
-        history = _truncate_metrics(metrics_path, start)
+        start = load_checkpoint(ckpt_path, run.model, run.opt, config_hash(run.cfg), run.device)
+        history = truncate_metrics(metrics_path, start)
     elif metrics_path.exists():
         metrics_path.unlink()
-    log_f = metrics_path.open("a")
+    run.log_f = metrics_path.open("a")
+    return _progress_from(history, start)
 
-    def emit(record: dict) -> None:
-        log_f.write(json.dumps(record) + "\n")
-        log_f.flush()
-        for cb in callbacks:
-            cb(record)
 
-    def save(step: int) -> None:
-        state = {
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "rng": _rng_state(),
+def _progress_from(history: list[dict], start: int) -> _Progress:
+    """The last logged values (all of them when a run resumes at its end)."""
+    rows = list(reversed(history))
+    return _Progress(
+        start=start,
+        step=start,
+        loss=next((r["loss"] for r in rows if "loss" in r), math.nan),
+        last_eval=next(
+            ({k: v for k, v in r.items() if k.startswith("val_")} for r in rows if "val_loss" in r),
+            {},
+        ),
+        last_metrics=next(
+            (
+                {k: v for k, v in r.items() if k not in TRAIN_KEYS and "/" not in k}
+                for r in rows
+                if "loss" in r
+            ),
+            {},
+        ),
+        logged_tps=next((r["tokens_per_s"] for r in rows if r.get("tokens_per_s")), None),
+    )
+
+
+def _forward_backward(run: Trial, step: int) -> tuple[float, dict[str, torch.Tensor]]:
+    """Gradients of one step's micro-batches; the mean main loss and extra-loss terms."""
+    tc = run.cfg.train
+    loss_sum, extra_sums = 0.0, {}
+    for micro in range(tc.grad_accum):
+        x_BT, y_BT = data_mod.train_batch(run.corpus, run.cfg.data, tc.seed, step, micro)
+        with run.precision.autocast():
+            _, loss = run.model(x_BT.to(run.device), y_BT.to(run.device))
+        total = loss
+        for c in run.comps:
+            for k, v in c.extra_losses().items():
+                total = total + v
+                # kept on the device; read only when logged (no sync per micro-batch)
+                extra_sums[k] = extra_sums.get(k, 0.0) + v.detach() / tc.grad_accum
+        (total / tc.grad_accum).backward()
+        loss_sum += loss.item() / tc.grad_accum
+    return loss_sum, extra_sums
+
+
+def _divergence(loss: float, step: int, tc) -> str:
+    """Why the run diverged at this step, or "" when the loss is fine."""
+    if not math.isfinite(loss):
+        return f"non-finite training loss at step {step}"
+    if step > tc.warmup_steps and loss > tc.loss_cap:
+        return f"training loss {loss:.3f} above loss_cap {tc.loss_cap} at step {step}"
+    return ""
+
+
+def _train_step(
+    run: Trial, prog: _Progress, step: int
+) -> tuple[float, float, dict[str, torch.Tensor]] | None:
+    """One optimizer step and its hooks; (lr, grad norm, extra losses), or None on divergence."""
+    tc = run.cfg.train
+    t0 = time.perf_counter()
+    lr = lr_at(step, tc)
+    for group in run.opt.param_groups:
+        group["lr"] = lr
+    prog.loss, extra_sums = _forward_backward(run, step)
+    prog.reason = _divergence(prog.loss, step, tc)
+    if prog.reason:
+        prog.status = "diverged"
+        run.emit({"step": step, "loss": prog.loss, "lr": lr})
+        return None
+    grad_norm = (
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), tc.grad_clip).item()
+        if tc.grad_clip > 0
+        else float("nan")
+    )
+    run.opt.step()
+    run.opt.zero_grad(set_to_none=True)
+    for c in run.comps:
+        c.after_optimizer_step()
+    dt = time.perf_counter() - t0
+    prog.train_s += dt
+    if step - prog.start > TIMING_SKIP:
+        prog.timed_s += dt
+        prog.timed_tokens += run.cfg.data.batch_size * run.cfg.data.seq_len * tc.grad_accum
+    return lr, grad_norm, extra_sums
+
+
+def _log_eval_save(
+    run: Trial,
+    prog: _Progress,
+    step: int,
+    lr: float,
+    grad_norm: float,
+    extra_sums: dict[str, torch.Tensor],
+) -> None:
+    """The step's train log row, evaluation and checkpoint, each when it is due."""
+    tc = run.cfg.train
+    if step % tc.log_every == 0 or step == tc.steps:
+        record = {
             "step": step,
-            "config_hash": config_hash(cfg),
+            "loss": prog.loss,
+            "lr": lr,
+            "grad_norm": grad_norm,
+            "train_s": prog.train_s,
+            "tokens_per_s": prog.tokens_per_s(),
         }
-        _atomic_write(ckpt_path, lambda p: torch.save(state, p))
+        record.update({f"loss/{k}": float(v) for k, v in extra_sums.items()})
+        metrics = collect_metrics(run.model)
+        record.update(metrics)
+        prog.last_metrics = {k: v for k, v in metrics.items() if "/" not in k}
+        run.emit(record)
+    if step % tc.eval_every == 0 or step == tc.steps:
+        prog.last_eval = evaluate(run.model, run.corpus, run.cfg, run.precision)
+        run.emit({"step": step, "train_s": prog.train_s, **prog.last_eval})
+    if (tc.checkpoint_every and step % tc.checkpoint_every == 0) or step == tc.steps:
+        run.save(step)
 
-    # A resumed run starts from the last logged values (all of them when it resumes at the end).
-    status, reason = "done", ""
-    loss_val = next((r["loss"] for r in reversed(history) if "loss" in r), float("nan"))
-    last_eval = next(
-        (
-            {k: v for k, v in r.items() if k.startswith("val_")}
-            for r in reversed(history)
-            if "val_loss" in r
-        ),
-        {},
-    )
-    logged_tps = next((r["tokens_per_s"] for r in reversed(history) if r.get("tokens_per_s")), None)
-    # Component metrics of the last train log row (counters reset when read, so keep them).
-    last_metrics = next(
-        (
-            {k: v for k, v in r.items() if k not in TRAIN_KEYS and "/" not in k}
-            for r in reversed(history)
-            if "loss" in r
-        ),
-        {},
-    )
-    timed_s, timed_tokens, train_s = 0.0, 0, 0.0  # train_s: all step time, evals excluded
-    tokens_per_step = cfg.data.batch_size * cfg.data.seq_len * tc.grad_accum
-    model.train()
-    step = start
-    interrupted = _InterruptFlag()
-    for step in range(start + 1, tc.steps + 1):
-        t0 = time.perf_counter()
-        lr = lr_at(step, tc)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        loss_sum, extra_sums = 0.0, {}
-        for micro in range(tc.grad_accum):
-            x_BT, y_BT = data_mod.train_batch(corpus, cfg.data, tc.seed, step, micro)
-            with precision.autocast():
-                _, loss = model(x_BT.to(device), y_BT.to(device))
-            total = loss
-            for c in comps:
-                for k, v in c.extra_losses().items():
-                    total = total + v
-                    # kept on the device; read only when logged (no sync per micro-batch)
-                    extra_sums[k] = extra_sums.get(k, 0.0) + v.detach() / tc.grad_accum
-            (total / tc.grad_accum).backward()
-            loss_sum += loss.item() / tc.grad_accum
-        loss_val = loss_sum
-        if not math.isfinite(loss_val) or (step > tc.warmup_steps and loss_val > tc.loss_cap):
-            status = "diverged"
-            reason = (
-                f"non-finite training loss at step {step}"
-                if not math.isfinite(loss_val)
-                else f"training loss {loss_val:.3f} above loss_cap {tc.loss_cap} at step {step}"
-            )
-            emit({"step": step, "loss": loss_val, "lr": lr})
-            break
-        grad_norm = (
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip).item()
-            if tc.grad_clip > 0
-            else float("nan")
-        )
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        for c in comps:
-            c.after_optimizer_step()
-        dt = time.perf_counter() - t0
-        train_s += dt
-        if step - start > TIMING_SKIP:
-            timed_s += dt
-            timed_tokens += tokens_per_step
-        if step % tc.log_every == 0 or step == tc.steps:
-            record = {
-                "step": step,
-                "loss": loss_val,
-                "lr": lr,
-                "grad_norm": grad_norm,
-                "train_s": train_s,
-                "tokens_per_s": timed_tokens / timed_s if timed_s else None,
-            }
-            record.update({f"loss/{k}": float(v) for k, v in extra_sums.items()})
-            metrics = collect_metrics(model)
-            record.update(metrics)
-            last_metrics = {k: v for k, v in metrics.items() if "/" not in k}
-            emit(record)
-        if step % tc.eval_every == 0 or step == tc.steps:
-            last_eval = evaluate(model, corpus, cfg, precision)
-            emit({"step": step, "train_s": train_s, **last_eval})
-        if (tc.checkpoint_every and step % tc.checkpoint_every == 0) or step == tc.steps:
-            save(step)
-        if interrupted.set and step != tc.steps:  # Ctrl-C: finish the step, keep it, stop
-            save(step)
-            log_f.close()
-            interrupted.restore()
-            raise KeyboardInterrupt(f"interrupted after step {step}; checkpoint saved")
-        if stop_after is not None and step >= stop_after:
-            log_f.close()
-            interrupted.restore()
-            return {"status": "stopped", "steps": step}
-    interrupted.restore()
-    log_f.close()
-    final = _final_metrics(model, comps, corpus) if status == "done" else {}
-    summary = {
-        "status": status,
-        "reason": reason,
-        "steps": step,
-        "seed": tc.seed,
-        "config_hash": config_hash(cfg),
-        "code": code_fingerprints(cfg),  # plugin module hashes (part of the id); {} if none
-        "train_loss": loss_val,
-        "val_loss": last_eval.get("val_loss"),
-        "val_ppl": last_eval.get("val_ppl"),
-        "tokens_per_s": timed_tokens / timed_s if timed_s else logged_tps,
-        "num_params": model.num_params(),
-        "num_params_non_embedding": model.num_params(non_embedding=True),
-        "peak_mem_mb": _peak_mem_mb(device),
-        "wall_s": time.perf_counter() - t_start,
-        "resumed_from": start,
-        "device": str(device),
-        "vocab_size": model.cfg.vocab_size,
-        "metrics": {**last_metrics, **last_eval, **final},
-        "precision": precision.summary(),
-        "data": corpus.info,
-        **{k: v for k, v in repro.git_info().items() if k != "git_diff"},
-        "versions": repro.versions(),
-        "hardware": repro.hardware(),
-    }
+
+def _finish(run: Trial, prog: _Progress, t_start: float) -> dict[str, Any]:
+    """Final metrics, summary.json (and git.diff when dirty); callbacks get the summary."""
+    final = final_metrics(run.model, run.comps, run.corpus) if prog.status == "done" else {}
+    summary = _summary(run, prog, final, t_start)
     if repro.git_info()["git_dirty"]:
-        (out / "git.diff").write_text(repro.git_info()["git_diff"])
-    _atomic_write(out / "summary.json", lambda p: p.write_text(json.dumps(summary, indent=2)))
-    for cb in callbacks:
+        (run.out / "git.diff").write_text(repro.git_info()["git_diff"])
+    atomic_write(run.out / "summary.json", lambda p: p.write_text(json.dumps(summary, indent=2)))
+    for cb in run.callbacks:
         cb(summary)
     return summary
 
 
-@torch.no_grad()
-def _final_metrics(model, comps, corpus) -> dict[str, float]:
-    model.eval()
-    out: dict[str, float] = {}
-    for c in comps:
-        out.update(c.final_metrics(model, corpus))
-    model.train()
-    return out
+def _summary(run: Trial, prog: _Progress, final: dict, t_start: float) -> dict[str, Any]:
+    model, tps = run.model, prog.tokens_per_s()
+    return {
+        "status": prog.status,
+        "reason": prog.reason,
+        "steps": prog.step,
+        "seed": run.cfg.train.seed,
+        "config_hash": config_hash(run.cfg),
+        "code": code_fingerprints(run.cfg),  # plugin module hashes (part of the id); {} if none
+        "train_loss": prog.loss,
+        "val_loss": prog.last_eval.get("val_loss"),
+        "val_ppl": prog.last_eval.get("val_ppl"),
+        "tokens_per_s": tps if tps is not None else prog.logged_tps,
+        "num_params": model.num_params(),
+        "num_params_non_embedding": model.num_params(non_embedding=True),
+        "peak_mem_mb": _peak_mem_mb(run.device),
+        "wall_s": time.perf_counter() - t_start,
+        "resumed_from": prog.start,
+        "device": str(run.device),
+        "vocab_size": model.cfg.vocab_size,
+        "metrics": {**prog.last_metrics, **prog.last_eval, **final},
+        "precision": run.precision.summary(),
+        "data": run.corpus.info,
+        **{k: v for k, v in repro.git_info().items() if k != "git_diff"},
+        "versions": repro.versions(),
+        "hardware": repro.hardware(),
+    }
 
 
 class _InterruptFlag:
@@ -356,16 +290,3 @@ class _InterruptFlag:
         if self.previous is not None:
             signal.signal(signal.SIGINT, self.previous)
             self.previous = None
-
-
-def _truncate_metrics(path: Path, step: int) -> list[dict]:
-    """Drop records past the checkpoint so a resumed run logs each step once; return the rest."""
-    if not path.exists():
-        return []
-    keep = [
-        r
-        for r in map(json.loads, filter(str.strip, path.read_text().splitlines()))
-        if r.get("step", 0) <= step
-    ]
-    _atomic_write(path, lambda p: p.write_text("".join(json.dumps(r) + "\n" for r in keep)))
-    return keep

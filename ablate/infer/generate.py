@@ -115,8 +115,9 @@ def generate(
 
 def load_trial(trial_dir: str | Path, device: str = "cpu"):
     """The trained model (eval mode) and tokenizer of a trial directory's last checkpoint."""
+    from ablate.core.checkpoint import CHECKPOINT
     from ablate.core.config import load_config
-    from ablate.core.trainer import CHECKPOINT, build
+    from ablate.core.trial import build
 
     trial = Path(trial_dir)
     if not (trial / CHECKPOINT).is_file():

@@ -1,0 +1,101 @@
+"""One trial's built objects: device, corpus, model with its precision transform, optimizer,
+output directory and metrics log. The training loop (`ablate.core.trainer`) drives them.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+
+from ablate import registry
+from ablate.core import data as data_mod
+from ablate.core.checkpoint import CHECKPOINT, save_checkpoint
+from ablate.core.config import Config, config_hash, replace, to_yaml
+from ablate.core.model import Transformer
+from ablate.interfaces import Component, components
+
+Callback = Callable[[dict[str, Any]], None]
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks CUDA when present; naming an absent CUDA device is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"train.device={name} but no CUDA device is available")
+    return torch.device(name)
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: weight decay on matrices and embeddings, none on gains and biases."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    other = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": other, "weight_decay": 0.0}]
+
+
+def build(cfg: Config, device: torch.device):
+    """Corpus, model (vocab filled from the tokenizer, precision applied) and precision."""
+    corpus = data_mod.load_corpus(cfg.data)
+    mcfg = cfg.model
+    if mcfg.vocab_size == 0:
+        mcfg = replace(mcfg, vocab_size=corpus.tokenizer.vocab_size)
+    elif mcfg.vocab_size < corpus.tokenizer.vocab_size:
+        raise ValueError(
+            f"model.vocab_size={mcfg.vocab_size} is smaller than the tokenizer's "
+            f"{corpus.tokenizer.vocab_size}"
+        )
+    torch.manual_seed(cfg.train.seed)
+    model = Transformer(mcfg).to(device)
+    precision = registry.build(cfg.train.precision, device)
+    model = precision.apply(model)
+    return corpus, model, precision
+
+
+@dataclass
+class Trial:
+    """The built objects of one trial, its output directory and its open metrics log."""
+
+    cfg: Config
+    out: Path
+    device: torch.device
+    corpus: Any
+    model: Transformer
+    precision: Any
+    opt: torch.optim.Optimizer
+    comps: list[Component]
+    callbacks: Sequence[Callback]
+    log_f: IO[str] | None = None  # metrics.jsonl, opened once the resume point is known
+
+    def emit(self, record: dict) -> None:
+        """Append one record to metrics.jsonl and hand it to every callback."""
+        self.log_f.write(json.dumps(record) + "\n")
+        self.log_f.flush()
+        for cb in self.callbacks:
+            cb(record)
+
+    def save(self, step: int) -> None:
+        """Checkpoint the state after `step`."""
+        save_checkpoint(self.out / CHECKPOINT, self.model, self.opt, step, config_hash(self.cfg))
+
+
+def setup(cfg: Config, out: Path, callbacks: Sequence[Callback] = ()) -> Trial:
+    """Seed, build model and optimizer, and write the trial's config.yaml."""
+    out.mkdir(parents=True, exist_ok=True)
+    tc = cfg.train
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    device = resolve_device(tc.device)
+    random.seed(tc.seed)
+    corpus, model, precision = build(cfg, device)
+    opt = precision.build_optimizer(
+        param_groups(model, tc.weight_decay), lr=tc.lr, betas=(tc.beta1, tc.beta2)
+    )
+    (out / "config.yaml").write_text(to_yaml(cfg))
+    comps = list(components(model))
+    return Trial(cfg, out, device, corpus, model, precision, opt, comps, callbacks)
