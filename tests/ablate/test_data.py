@@ -7,7 +7,7 @@ import torch
 
 from ablate import registry
 from ablate.core.config import DataConfig
-from ablate.core.data import load_corpus, train_batch, val_batches
+from ablate.core.data import Corpus, load_corpus, train_batch, val_batches
 from tests.conftest import SHARED
 
 
@@ -48,6 +48,45 @@ def test_validation_windows_cover_the_split_exactly():
     assert torch.equal(ys, corpus.val_N[1 : num * cfg.seq_len + 1])
     capped = small(eval_windows=3)
     assert sum(x.shape[0] for x, _ in val_batches(corpus, capped)) == 3
+
+
+def _dataset_config(name: str, tmp_path):
+    """A small config of every registered dataset (the shipped ones need no network)."""
+    cls = registry.get("dataset", name)
+    if name == "embedded":
+        return cls.Config(max_chars=20000)
+    if name == "text":
+        (tmp_path / "c.txt").write_text("".join(f"line {i}: {i * i}\n" for i in range(2000)))
+        return cls.Config(path=str(tmp_path / "c.txt"))
+    if name == "tinyshakespeare":
+        if not (SHARED / "data" / "tinyshakespeare.txt").exists():
+            pytest.skip("shared corpus not present")
+        return cls.Config(download=False)
+    return cls.Config()
+
+
+@pytest.mark.parametrize("name", registry.names("dataset"))
+def test_no_training_window_touches_a_validation_token(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("ABLATE_DATA_DIR", str(SHARED / "data"))
+    cfg = DataConfig(dataset=_dataset_config(name, tmp_path), seq_len=16, batch_size=8)
+    corpus = load_corpus(cfg)
+    # the split is a partition of the tokenized text: train its head, val its tail
+    dataset, tokenizer = registry.build(cfg.dataset), registry.build(cfg.tokenizer)
+    text = dataset.load_text()
+    tokenizer.fit(text)
+    ids_N = torch.tensor(tokenizer.encode(text))
+    n_train = len(ids_N) - int(len(ids_N) * cfg.val_fraction)
+    assert torch.equal(corpus.train_N, ids_N[:n_train])
+    assert torch.equal(corpus.val_N, ids_N[n_train:])
+    # sampled windows, with every token replaced by its position in the text
+    pos = Corpus(corpus.tokenizer, torch.arange(n_train), torch.arange(n_train, len(ids_N)))
+    batches = [train_batch(pos, cfg, 0, step) for step in range(1, 201)]
+    assert all(torch.equal(y_BT, x_BT + 1) for x_BT, y_BT in batches)  # contiguous windows
+    seen = torch.cat([y_BT for _, y_BT in batches] + [x_BT for x_BT, _ in batches])
+    assert seen.max() < n_train, "a training window reads a validation position"
+    assert seen.min() >= 0 and seen.max() > 0.9 * n_train  # and the sampler spans the split
+    for x_BT, y_BT in val_batches(pos, cfg):
+        assert x_BT.min() >= n_train and torch.equal(y_BT, x_BT + 1)
 
 
 def test_text_dataset_and_missing_file(tmp_path):

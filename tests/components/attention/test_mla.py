@@ -90,8 +90,14 @@ def prefill_and_decode(attn, x_BTD, prefill: int):
     return torch.cat(outs, dim=1)
 
 
+EQUAL_DIMS = dict(
+    qk_nope_head_dim=12, v_head_dim=12
+)  # d_h = d_v: a W^UK / W^UV mix-up keeps shapes
+
+
 @pytest.mark.parametrize(
-    "fields", [dict(), dict(q_lora_rank=20), dict(yarn=True, original_seq_len=8)]
+    "fields",
+    [dict(), dict(q_lora_rank=20), dict(yarn=True, original_seq_len=8), EQUAL_DIMS],
 )
 def test_naive_absorbed_and_full_forward_agree(fields):
     absorbed = build_mla(**fields, cache_impl="absorbed")
@@ -105,6 +111,19 @@ def test_naive_absorbed_and_full_forward_agree(fields):
     torch.testing.assert_close(a, full, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(n, full, atol=1e-5, rtol=1e-5)
     assert full.abs().max() > 1e-2  # the comparison is not between near-zero outputs
+
+
+@pytest.mark.parametrize("impl", ["naive", "absorbed"])
+@pytest.mark.parametrize("dims", [SMALL, {**SMALL, **EQUAL_DIMS}], ids=["unequal", "equal"])
+def test_cached_decoding_matches_spec_reference(impl, dims):
+    """Both cache paths, prefill then decode, vs the independent reference: with d_h = d_v a
+    swapped up-projection is caught by values, not by a shape error."""
+    attn = build_mla(**dims, q_lora_rank=20, cache_impl=impl)
+    x = torch.randn(2, 11, 64)
+    with torch.no_grad():
+        got, ref = prefill_and_decode(attn, x, 7), reference(attn, x)
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+    assert ref.abs().max() > 1e-2
 
 
 def test_bf16_paths_stay_close():
