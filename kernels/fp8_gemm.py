@@ -1,10 +1,12 @@
-"""Block-scaled FP8 GEMM C = A B^T with the scales applied per 128-wide K-block inside the K
-loop and fp32 accumulation (DeepSeek-V3 §3.3.2, "promote to FP32 every N_C = 128").
+"""Block-scaled FP8 GEMM out = a b^T with the scales applied per 128-wide block of the inner
+dim inside the accumulation loop, in fp32 (DeepSeek-V3 §3.3.2, "promote to FP32 every N_C = 128").
 
-A (M, K) E4M3 with 1x128 scales a_s (M, ceil(K/128)); B (N, K) E4M3 with scales b_s of
-(ceil(N/b_block), ceil(K/128)): b_block = 128 for 128x128 weight blocks (fprop, dgrad) and
-b_block = 1 for 1x128 rows (wgrad, where both operands are the 128x1 tiles of dY and X
-transposed). M, N and K need not be multiples of 128: loads are masked with zeros.
+Shapes (docs/design.md#shapes): a (N, I) E4M3 with 1x128 scales a_s (N, ceil(I/128)); b (O, I)
+E4M3 with scales b_s of (ceil(O/b_block), ceil(I/128)): b_block = 128 for 128x128 weight blocks
+(fprop, dgrad) and b_block = 1 for 1x128 rows (wgrad, where both operands are the 128x1 tiles
+of dY and X transposed); out (N, O). N, O and I need not be multiples of 128: loads are masked
+with zeros. The kernel's M, N, K arguments and BLOCK_M/N/K tiles keep the BLAS names of the
+GEMM's rows, columns and inner dim (here N, O and I).
 FP8 operands are passed to the kernel as uint8 views and bitcast inside (see fp8_quant.py).
 Interpreter workaround: Triton 3.x's CPU interpreter truncates fp32 -> bf16 instead of rounding
 to nearest even (0.1260 -> 0.1250), so the kernel rounds to bf16 on the bits itself and
@@ -109,16 +111,16 @@ def fp8_gemm(
     b_block: int = TILE,
     out_dtype: torch.dtype = torch.bfloat16,
 ) -> torch.Tensor:
-    """C = (A * a_s) (B * b_s)^T with per-K-block scaling and fp32 accumulation.
+    """out = (a * a_s) (b * b_s)^T with per-128-block scaling of I and fp32 accumulation.
 
     Args:
-        a: (M, K) float8_e4m3fn; a_s: (M, ceil(K/128)) float32 (1x128 tiles).
-        b: (N, K) float8_e4m3fn; b_s: (ceil(N/b_block), ceil(K/128)) float32.
+        a: (N, I) float8_e4m3fn; a_s: (N, ceil(I/128)) float32 (1x128 tiles).
+        b: (O, I) float8_e4m3fn; b_s: (ceil(O/b_block), ceil(I/128)) float32.
         b_block: 128 for 128x128 weight blocks, 1 for 1x128 rows.
         out_dtype: torch.bfloat16 or torch.float32.
 
     Returns:
-        C (M, N) in `out_dtype`.
+        (N, O) in `out_dtype`.
     """
     if b_block not in B_BLOCKS:
         raise ValueError(f"b_block must be one of {B_BLOCKS}, got {b_block}")

@@ -2,8 +2,9 @@
 128x1 (transposed) tiles of the weight-gradient pass (DeepSeek-V3 §3.3, App. B).
 
 One fp32 scale per tile, s = max(amax, AMAX_MIN) / FP8_E4M3_MAX (optionally rounded up to a
-power of two, "ue8m0"), q = cast_e4m3(x / s), so x ~= q * s. Shapes: R rows, C columns
-(C is the last, contiguous dim), M tokens, K features.
+power of two, "ue8m0"), q = cast_e4m3(x / s), so x ~= q * s.
+Shapes (docs/design.md#shapes): x is 2-D, rows by columns (the last, contiguous dim):
+activations (N, I), weights (O, I).
 
 Triton-interpreter workaround: on CPU (`TRITON_INTERPRET=1`) Triton 3.x rounds fp32 -> fp8e4nv
 without carrying a mantissa overflow into the exponent (31.6 becomes 16, not 32). The kernel

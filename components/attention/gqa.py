@@ -1,9 +1,10 @@
 """Grouped-query attention: H query heads share G key/value heads (Ainslie et al. 2023, GQA).
 
 MQA (Shazeer 2019) is `num_kv_heads: 1`; `num_kv_heads == num_heads` is MHA. RoPE is
-interleaved over the full head dim, as in `mha`. Shapes: B batch, T new tokens, S cached
-positions, H query heads, G key/value heads, R = H/G query heads per group, K head dim,
-D model width. Cache: k and v, each (B, max_len, G, K): 2*G*K elements per token per layer.
+interleaved over the full head dim, as in `mha`. Shapes (docs/design.md#shapes): B batch,
+T new tokens, S cached positions, H query heads, G key/value heads (H/G query heads each),
+K head dim, D model width. Cache: k and v, each (B, max_len, G, K): 2*G*K elements per token
+per layer.
 """
 
 from __future__ import annotations

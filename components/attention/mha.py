@@ -1,6 +1,7 @@
 """Multi-head attention with interleaved RoPE over the full head dim (Vaswani et al. 2017).
 
-Shapes: B batch, T new tokens, S cached positions, H heads, K head dim, D model width.
+Shapes (docs/design.md#shapes): B batch, T new tokens, S cached positions, H heads, K head dim,
+D model width.
 Cache: k and v, each (B, max_len, H, K): 2*H*K elements per token per layer.
 """
 

@@ -1,18 +1,20 @@
-"""Multi-head Latent Attention (DeepSeek-V2 §2.1, DeepSeek-V3 §2.1.1), spec §1.
+"""Multi-head Latent Attention (DeepSeek-V2 §2.1, DeepSeek-V3 §2.1.1); docs/design.md#mla.
 
 Keys and values come from one low-rank latent c^KV = kv_norm(W^DKV h) (d_c); a single RoPE key
 k^R = RoPE(W^KR h) (d_R) is shared by all heads; queries optionally go through their own
 low-rank latent with q_norm. Per head: q = [q^C; q^R], k = [W^UK c^KV; k^R], v = W^UV c^KV,
-softmax scale 1/sqrt(d_h + d_R). Two cached-decoding paths (spec §1.4): `naive` caches the
+softmax scale 1/sqrt(d_h + d_R). Two cached-decoding paths: `naive` caches the
 materialised per-head k (H, d_h+d_R) and v (H, d_v); `absorbed` caches only the latent and the
 rotated k^R, folding W^UK into the query and W^UV into the output. Training runs the naive
-(materialised) form with SDPA. Shapes: B batch, T new tokens, S cached positions, H heads,
-N = d_h (qk_nope_head_dim), R = d_R (qk_rope_head_dim), V = d_v, C = d_c (kv_lora_rank),
-Q = d'_c (q_lora_rank), D model width.
+(materialised) form with SDPA. Shapes (docs/design.md#shapes): B batch, T new tokens, S cached
+positions, H heads, Z = d_h (qk_nope_head_dim), R = d_R (qk_rope_head_dim), U = d_v (v_head_dim),
+C = d_c (kv_lora_rank), K query/key width (Z + R naive, C + R absorbed), D model width.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 import warnings
 from dataclasses import dataclass
 from typing import Literal
@@ -36,7 +38,7 @@ class MLA(Attention):
         qk_nope_head_dim: int = 32  # d_h: per-head query/key dims without RoPE
         qk_rope_head_dim: int = 16  # d_R: RoPE dims (per-head query, one shared key); even
         v_head_dim: int = 32  # d_v: per-head value dims
-        cache_impl: Literal["naive", "absorbed"] = "absorbed"  # cached-decoding path (§1.4)
+        cache_impl: Literal["naive", "absorbed"] = "absorbed"  # cached-decoding path
         yarn: bool = False  # YaRN on the RoPE dims; applies only if max_seq_len > original_seq_len
         rope_factor: float = 40.0  # YaRN s: context-extension factor
         original_seq_len: int = 4096  # YaRN L_orig: context the RoPE was trained at
@@ -63,11 +65,17 @@ class MLA(Attention):
                     f"{p}.rope_factor must be > 1 and {p}.original_seq_len positive when YaRN is on"
                 )
 
+    @classmethod
+    def cache_variants(cls, cfg: Config) -> list[Config]:
+        """The other `cache_impl` paths: same weights, same outputs (spec §1.4)."""
+        impls = typing.get_args(typing.get_type_hints(cls.Config)["cache_impl"])
+        return [dataclasses.replace(cfg, cache_impl=i) for i in impls if i != cfg.cache_impl]
+
     def __init__(self, cfg: Config, ctx: BuildContext) -> None:
         super().__init__()
         m = ctx.model
         self.cfg, self.num_heads = cfg, m.num_heads
-        H, N, R, V, C = (
+        H, Z, R, U, C = (
             m.num_heads,
             cfg.qk_nope_head_dim,
             cfg.qk_rope_head_dim,
@@ -75,16 +83,16 @@ class MLA(Attention):
             cfg.kv_lora_rank,
         )
         if cfg.q_lora_rank == 0:
-            self.wq = nn.Linear(m.dim, H * (N + R), bias=False)
+            self.wq = nn.Linear(m.dim, H * (Z + R), bias=False)
         else:
             self.wq_a = nn.Linear(m.dim, cfg.q_lora_rank, bias=False)  # W^DQ
             self.q_norm = registry.build(m.norm, cfg.q_lora_rank)  # model.norm
-            self.wq_b = nn.Linear(cfg.q_lora_rank, H * (N + R), bias=False)  # [W^UQ; W^QR]
+            self.wq_b = nn.Linear(cfg.q_lora_rank, H * (Z + R), bias=False)  # [W^UQ; W^QR]
         self.wkv_a = nn.Linear(m.dim, C + R, bias=False)  # [W^DKV; W^KR]
         self.kv_norm = registry.build(m.norm, C)  # the latent only, never the RoPE key
-        self.wkv_b = nn.Linear(C, H * (N + V), bias=False)  # per head [W^UK_i; W^UV_i]
-        self.wo = nn.Linear(H * V, m.dim, bias=False)
-        self.softmax_scale = (N + R) ** -0.5
+        self.wkv_b = nn.Linear(C, H * (Z + U), bias=False)  # per head [W^UK_i; W^UV_i]
+        self.wo = nn.Linear(H * U, m.dim, bias=False)
+        self.softmax_scale = (Z + R) ** -0.5
         freqs_P = None
         if cfg.yarn and m.max_seq_len > cfg.original_seq_len:
             freqs_P = yarn_freqs(
@@ -109,67 +117,66 @@ class MLA(Attention):
         cache: dict[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         B, T, _ = x_BTD.shape
-        H, N, R, C = (
+        H, Z, R, C = (
             self.num_heads,
             self.cfg.qk_nope_head_dim,
             self.cfg.qk_rope_head_dim,
             self.cfg.kv_lora_rank,
         )
         rot_TP = self.rope_TP[start_pos : start_pos + T]
-        q_BTX = (
+        q_BTHK = (
             self.wq(x_BTD)
             if self.cfg.q_lora_rank == 0
             else self.wq_b(self.q_norm(self.wq_a(x_BTD)))
-        )
-        q_nope_BTHN, q_pe_BTHR = q_BTX.view(B, T, H, N + R).split((N, R), dim=-1)
+        ).view(B, T, H, Z + R)
+        q_nope_BTHZ, q_pe_BTHR = q_BTHK.split((Z, R), dim=-1)
         q_pe_BTHR = apply_rope(q_pe_BTHR, rot_TP)
         latent_BTC, k_pe_BTR = self.wkv_a(x_BTD).split((C, R), dim=-1)
         c_BTC = self.kv_norm(latent_BTC)
         k_pe_BTR = apply_rope(k_pe_BTR.unsqueeze(2), rot_TP).squeeze(2)  # one key for all heads
         if cache is not None and self.cfg.cache_impl == "absorbed":
-            o_BTHV = self._absorbed(q_nope_BTHN, q_pe_BTHR, c_BTC, k_pe_BTR, start_pos, cache)
+            o_BTHU = self._absorbed(q_nope_BTHZ, q_pe_BTHR, c_BTC, k_pe_BTR, start_pos, cache)
         else:
-            o_BTHV = self._naive(q_nope_BTHN, q_pe_BTHR, c_BTC, k_pe_BTR, start_pos, cache)
-        return self.wo(o_BTHV.flatten(2))
+            o_BTHU = self._naive(q_nope_BTHZ, q_pe_BTHR, c_BTC, k_pe_BTR, start_pos, cache)
+        return self.wo(o_BTHU.flatten(2))
 
-    def _naive(self, q_nope_BTHN, q_pe_BTHR, c_BTC, k_pe_BTR, start_pos, cache):
+    def _naive(self, q_nope_BTHZ, q_pe_BTHR, c_BTC, k_pe_BTR, start_pos, cache):
         """Materialise per-head k = [W^UK c; k^R] and v = W^UV c, then SDPA (training form)."""
-        B, T, H, N = q_nope_BTHN.shape
-        kv_BTHX = self.wkv_b(c_BTC).view(B, T, H, N + self.cfg.v_head_dim)
-        k_nope_BTHN, v_BTHV = kv_BTHX.split((N, self.cfg.v_head_dim), dim=-1)
+        B, T, H, Z = q_nope_BTHZ.shape
+        U = self.cfg.v_head_dim
+        k_nope_BTHZ, v_BTHU = self.wkv_b(c_BTC).view(B, T, H, Z + U).split((Z, U), dim=-1)
         k_pe_BTHR = k_pe_BTR.unsqueeze(2).expand(-1, -1, H, -1)
-        q_BTHK = torch.cat((q_nope_BTHN, q_pe_BTHR), dim=-1)  # K = N + R
-        k_BTHK = torch.cat((k_nope_BTHN, k_pe_BTHR), dim=-1)
+        q_BTHK = torch.cat((q_nope_BTHZ, q_pe_BTHR), dim=-1)  # K = Z + R
+        k_BTHK = torch.cat((k_nope_BTHZ, k_pe_BTHR), dim=-1)
         if cache is not None:
-            k_BTHK, v_BTHV = update_cache(cache, start_pos, k=k_BTHK, v=v_BTHV)
-        o_BHTV = grouped_causal_attention(
+            k_BTHK, v_BTHU = update_cache(cache, start_pos, k=k_BTHK, v=v_BTHU)
+        o_BHTU = grouped_causal_attention(
             q_BTHK.transpose(1, 2),
             k_BTHK.transpose(1, 2),
-            v_BTHV.transpose(1, 2),
+            v_BTHU.transpose(1, 2),
             start_pos,
             self.softmax_scale,
         )
-        return o_BHTV.transpose(1, 2)
+        return o_BHTU.transpose(1, 2)
 
-    def _absorbed(self, q_nope_BTHN, q_pe_BTHR, c_BTC, k_pe_BTR, start_pos, cache):
+    def _absorbed(self, q_nope_BTHZ, q_pe_BTHR, c_BTC, k_pe_BTR, start_pos, cache):
         """Attend in latent space: score = (W^UK_i^T q^C_i) . c_j + q^R_i . k^R_j, then W^UV_i.
 
         The cache row is [c (C) | k^R (R)], so every head scores against one shared
         (C+R)-dim key: MQA over the latent. The whole row also serves as the value (SDPA's
         fused kernel wants equal dims); the last R output dims are dropped, leaving sum_j p c_j.
         """
-        B, T, H, N = q_nope_BTHN.shape
-        C = self.cfg.kv_lora_rank
-        w_HXC = self.wkv_b.weight.view(H, N + self.cfg.v_head_dim, C)
-        w_uk_HNC, w_uv_HVC = w_HXC[:, :N], w_HXC[:, N:]
-        q_lat_BTHC = torch.einsum("bthn,hnc->bthc", q_nope_BTHN, w_uk_HNC)  # absorb W^UK
+        B, T, H, Z = q_nope_BTHZ.shape
+        C, U = self.cfg.kv_lora_rank, self.cfg.v_head_dim
+        w_uk_HZC, w_uv_HUC = self.wkv_b.weight.view(H, Z + U, C).split((Z, U), dim=1)
+        q_lat_BTHC = torch.einsum("bthz,hzc->bthc", q_nope_BTHZ, w_uk_HZC)  # absorb W^UK
         q_BHTK = torch.cat((q_lat_BTHC, q_pe_BTHR), dim=-1).transpose(1, 2)  # K = C + R
         (kv_BSK,) = update_cache(cache, start_pos, latent_pe=torch.cat((c_BTC, k_pe_BTR), dim=-1))
         kv_B1SK = kv_BSK.unsqueeze(1)
         x_BHTC = grouped_causal_attention(q_BHTK, kv_B1SK, kv_B1SK, start_pos, self.softmax_scale)[
             ..., :C
         ]
-        return torch.einsum("bhtc,hvc->bthv", x_BHTC, w_uv_HVC)  # absorb W^UV
+        return torch.einsum("bhtc,huc->bthu", x_BHTC, w_uv_HUC)  # absorb W^UV
 
     def new_cache(
         self, batch_size: int, max_len: int, dtype: torch.dtype, device: torch.device | str = "cpu"

@@ -1,6 +1,6 @@
 """Dense SwiGLU feed-forward: w2(silu(w1 x) * w3 x) (Shazeer 2020, "GLU Variants").
 
-Shapes: B batch, T time, D model width, F hidden width.
+Shapes (docs/design.md#shapes): B batch, T time, D model width, F hidden width.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ E4M3 (DeepSeek-V3, arXiv 2412.19437 §3.3, App. B); everything else runs as in `
 Fprop y = x W^T: x in 1x128 tiles x W in 128x128 blocks. Dgrad dx = dy W: dy in 1x128 tiles x
 W in 128x128 blocks. Wgrad dW = dy^T x: both in 128x1 tiles (per channel, per 128 tokens).
 Only nn.Linear modules are swapped (stacked MoE expert weights stay in bf16).
-Shapes: M tokens (batch x time), K input features, N output features.
+Shapes (docs/design.md#shapes): N tokens (batch x time), I input features, O output features.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class _Ops:
     act_quant: Callable  # 1x128 tiles along the last dim
     act_quant_t: Callable  # 128x1 tiles, returned transposed
     weight_quant: Callable  # 128x128 blocks
-    gemm: Callable  # C = A B^T, per-K-block scales, fp32 accumulation
+    gemm: Callable  # a b^T, scales per 128-wide block of the inner dim, fp32 accumulation
     dequant: Callable  # q * s over tiles (pure torch on both backends)
 
 
@@ -102,21 +102,21 @@ class _FP8LinearFn(torch.autograd.Function):
         ops, fmt = layer.ops, layer.scale_fmt
         record = layer.should_record()
         with torch.autocast(dev, enabled=False):
-            x_MK = x.reshape(-1, x.shape[-1]).contiguous()
-            qx, sx = ops.act_quant(x_MK, fmt)
+            x_NI = x.reshape(-1, x.shape[-1]).contiguous()
+            qx, sx = ops.act_quant(x_NI, fmt)
             qw, sw = ops.weight_quant(weight.detach().contiguous(), fmt)
-            y_MN = ops.gemm(qx, sx, qw, sw, TILE, gemm_dtype)
+            y_NO = ops.gemm(qx, sx, qw, sw, TILE, gemm_dtype)
             if bias is not None:
-                y_MN = y_MN + bias.to(y_MN.dtype)
+                y_NO = y_NO + bias.to(y_NO.dtype)
             if record:
-                layer.stats.add_error("act", x_MK, ops.dequant(qx, sx))
+                layer.stats.add_error("act", x_NI, ops.dequant(qx, sx))
                 layer.stats.add_error("weight", weight, ops.dequant(qw, sw, (TILE, TILE)))
         # The Wgrad input is cached as 1x128 FP8 and re-tiled later (V3 §3.3.3), or kept as is.
-        cached = (qx, sx) if layer.cache_fp8 else (x_MK,)
+        cached = (qx, sx) if layer.cache_fp8 else (x_NI,)
         ctx.save_for_backward(qw, sw, *cached)
         ctx.layer, ctx.record, ctx.has_bias = layer, record, bias is not None
         ctx.x_shape, ctx.x_dtype, ctx.gemm_dtype = x.shape, x.dtype, gemm_dtype
-        return y_MN.to(out_dtype).view(*x.shape[:-1], weight.shape[0])
+        return y_NO.to(out_dtype).view(*x.shape[:-1], weight.shape[0])
 
     @staticmethod
     def backward(ctx, dy):
@@ -125,24 +125,24 @@ class _FP8LinearFn(torch.autograd.Function):
         qw, sw, *cached = ctx.saved_tensors
         dx = dw = db = None
         with torch.autocast(dy.device.type, enabled=False):
-            dy_MN = dy.reshape(-1, dy.shape[-1]).contiguous()
+            dy_NO = dy.reshape(-1, dy.shape[-1]).contiguous()
             if ctx.needs_input_grad[0]:
-                # Dgrad: dy in 1x128 tiles along N x W^T; 128x128 block scales just transpose
-                qdy, sdy = ops.act_quant(dy_MN, fmt)
-                dx_MK = ops.gemm(
+                # Dgrad: dy in 1x128 tiles along O x W^T; 128x128 block scales just transpose
+                qdy, sdy = ops.act_quant(dy_NO, fmt)
+                dx_NI = ops.gemm(
                     qdy, sdy, qw.t().contiguous(), sw.t().contiguous(), TILE, ctx.gemm_dtype
                 )
-                dx = dx_MK.to(ctx.x_dtype).view(ctx.x_shape)
+                dx = dx_NI.to(ctx.x_dtype).view(ctx.x_shape)
                 if ctx.record:
-                    layer.stats.add_error("grad", dy_MN, ops.dequant(qdy, sdy))
+                    layer.stats.add_error("grad", dy_NO, ops.dequant(qdy, sdy))
             if ctx.needs_input_grad[1]:
                 # Wgrad: contract over tokens with dy and x both in 128x1 tiles, fp32 out
-                x_MK = ops.dequant(*cached) if layer.cache_fp8 else cached[0]
-                qdy_t, sdy_t = ops.act_quant_t(dy_MN, fmt)
-                qx_t, sx_t = ops.act_quant_t(x_MK.contiguous(), fmt)
+                x_NI = ops.dequant(*cached) if layer.cache_fp8 else cached[0]
+                qdy_t, sdy_t = ops.act_quant_t(dy_NO, fmt)
+                qx_t, sx_t = ops.act_quant_t(x_NI.contiguous(), fmt)
                 dw = ops.gemm(qdy_t, sdy_t, qx_t, sx_t, 1, torch.float32)
             if ctx.has_bias and ctx.needs_input_grad[2]:
-                db = dy_MN.float().sum(0)
+                db = dy_NO.float().sum(0)
         return dx, dw, db, None
 
 
