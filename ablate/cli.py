@@ -1,4 +1,4 @@
-"""Command line: `ablate train|list|run|status|report`. Heavy imports happen per command."""
+"""Command line: `ablate train|list|check|run|status|report`. Heavy imports happen per command."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 EXIT_USAGE = 2  # bad input: config errors, unknown components
+EXIT_IO = 74  # a filesystem fault: permissions, read-only, full disk (sysexits EX_IOERR)
+EXIT_INTERRUPTED = 130  # Ctrl-C
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -20,6 +22,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "overrides.json").write_text(json.dumps(args.overrides))
     print(f"trial {config_hash(cfg)} -> {out}", file=sys.stderr)
+    for note in cfg.notes:  # fields a component switch dropped
+        print(f"note: {note}", file=sys.stderr)
     summary = train(cfg, out, resume=not args.restart, callbacks=[TrialProgress(cfg.train.steps)])
     keys = ("status", "reason", "val_loss", "val_ppl", "tokens_per_s", "num_params")
     print(json.dumps({k: summary[k] for k in keys if summary.get(k) not in (None, "")}))
@@ -48,7 +52,23 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """Run the conformance checks on components: one line per check, 1 if any fails."""
+    from ablate.testing import conformance_cases, run_case
+
+    cases = conformance_cases(args.components, args.plugins)
+    results = []
+    for case in cases:
+        results.append(run_case(case))
+        print(results[-1].line(), flush=True)
+    failed = sum(r.status == "FAIL" for r in results)
+    skipped = sum(r.status == "skip" for r in results)
+    print(f"{len(results) - failed - skipped} ok, {failed} failed, {skipped} skipped")
+    return 1 if failed else 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    from ablate.core.fsio import check_writable
     from ablate.report.html import render
     from ablate.study.launch import changed_finished, format_table, run_sweep, trial_table
     from ablate.study.sweep import load_sweep
@@ -59,6 +79,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         for r in rows:
             r["overrides"] = " ".join(f"{k}={v}" for k, v in r["overrides"].items())
         print(format_table(rows, ["arm", "seed", "trial_id", "state", "overrides"]))
+        for note in sweep.notes:  # fields a component switch dropped
+            print(f"note: {note}", file=sys.stderr)
         if changed := changed_finished(sweep):
             print(
                 f"note: the spec changed {len(changed)} finished trial(s); `ablate run` will "
@@ -66,6 +88,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         return 0
+    check_writable(sweep.run_dir)  # before any work: not a finished sweep without its report
+    check_writable(sweep.report_dir)
     status = run_sweep(sweep, workers=args.workers, force=args.force)
     path = render(sweep.run_dir, sweep.report_dir, sweep.report.get("title", ""))
     print(f"report: {path}")
@@ -150,6 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--plugins", nargs="*", default=[], help="extra modules to import")
     ls.set_defaults(func=cmd_list)
 
+    ck = sub.add_parser("check", help="run the conformance checks on registered components")
+    ck.add_argument(
+        "components", nargs="*", help="GROUP or GROUP/NAME (glob allowed); default: everything"
+    )
+    ck.add_argument("--plugins", nargs="*", default=[], help="modules to import first")
+    ck.set_defaults(func=cmd_check)
+
     r = sub.add_parser("run", help="run (or resume) every trial of a sweep, then report")
     r.add_argument("sweep", help="sweep YAML file")
     r.add_argument("overrides", nargs="*", help="Hydra-style overrides applied to every arm")
@@ -188,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from ablate.core.config import ConfigError
+    from ablate.core.fsio import describe
 
     try:
         return args.func(args)
@@ -197,9 +229,15 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:  # user-caused errors found after validation (data, plugins)
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as e:  # permissions, read-only or full filesystem: one line, no traceback
+        print(f"error: {describe(e)}", file=sys.stderr)
+        return EXIT_IO
     except KeyboardInterrupt:
-        print("interrupted; completed checkpoints are kept (rerun to resume)", file=sys.stderr)
-        return 130
+        print(
+            "interrupted: stopped after the last finished step; rerun the same command to resume",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 The trainer calls the hooks on every `Component` in the model, never naming one:
 `extra_losses()` after each forward, `after_optimizer_step()` once per optimizer step and
-`metrics()` when it logs. Shapes: B batch, T time, D model width, V vocabulary.
+`metrics()` when it logs. Shapes (docs/design.md#shapes): B batch, T time, D model width,
+V vocabulary, N = B*T tokens.
 """
 
 from __future__ import annotations
@@ -87,6 +88,17 @@ class Attention(Component):
         self, batch_size: int, max_len: int, dtype: torch.dtype, device: torch.device | str = "cpu"
     ) -> dict[str, torch.Tensor]:
         """Allocate this layer's KV cache for `max_len` positions."""
+
+    @classmethod
+    def cache_variants(cls, cfg: Any) -> list[Any]:
+        """Configs that compute the same layer as `cfg` through another cache path.
+
+        Optional; default none. Each variant must build with `cfg`'s parameters (same
+        state-dict keys and shapes) and give the same outputs, cached or not: the conformance
+        check `cache_variants` loads `cfg`'s weights into each and compares (e.g. MLA's
+        `cache_impl` naive vs absorbed).
+        """
+        return []
 
     def kv_cache_bytes_per_token(self, dtype: torch.dtype) -> int:
         """Bytes one token occupies in this layer's cache, from the real buffers' shapes."""

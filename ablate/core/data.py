@@ -3,7 +3,8 @@
 Training batch `step` is a pure function of (seed, step, micro-batch): resuming needs no
 sampler state. Validation uses every non-overlapping window of the held-out tail (or the first
 `eval_windows` of them), so the validation loss is exact, not a random estimate.
-Shapes: B windows, T tokens per window.
+Shapes (docs/design.md#shapes): B windows, T tokens per window (a window of T inputs plus its
+last target is still `_BT`), N a flat token stream.
 """
 
 from __future__ import annotations

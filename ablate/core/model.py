@@ -1,7 +1,8 @@
 """Decoder-only Transformer whose slots (attention, FFN, norm, MTP) come from the registry.
 
 Pre-norm blocks: x + attn(norm(x)), then x + ffn(norm(x)); a final norm and an output head
-(optionally tied to the token embedding). Shapes: B batch, T time, D width, V vocabulary.
+(optionally tied to the token embedding). Shapes (docs/design.md#shapes): B batch, T time,
+D width, V vocabulary.
 """
 
 from __future__ import annotations

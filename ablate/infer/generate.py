@@ -3,7 +3,8 @@
 Works with any attention that implements `new_cache` (see `ablate.interfaces.Attention`).
 A cache slot at position p is only read by queries at positions >= p and is overwritten when
 p is decoded again, so a caller that discards drafted tokens (speculative decoding) only has
-to move `start_pos` back: no cache rollback is needed. Shapes: B batch, T time, V vocabulary.
+to move `start_pos` back: no cache rollback is needed.
+Shapes (docs/design.md#shapes): B batch, T time, V vocabulary.
 """
 
 from __future__ import annotations

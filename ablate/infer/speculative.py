@@ -5,7 +5,8 @@ the longest prefix of drafts equal to its own argmax is kept, plus its next toke
 output is token-for-token that of plain greedy decoding. The K MTP depths then draft
 t_{L'+1}..t_{L'+K} from the main hidden state at L'-1. Every cache is position-indexed: a
 rejected draft is rolled back by moving the position pointer, and its slot is overwritten.
-Shapes: B batch, T time, D width, V vocabulary, K draft depth (= MTP depth).
+Shapes (docs/design.md#shapes): B batch, T time, D width, V vocabulary, Y MTP depth. The
+text and code here write the depth as a count K (drafts per round), not as a shape letter.
 """
 
 from __future__ import annotations
@@ -104,8 +105,8 @@ def _decode_row(
     mtp_caches = mtp.new_caches(1, max_len, dtype, device)
     # hid[k][:, i] = h^k_i (h^0: main hidden as MTP sees it); toks: committed ids, then drafts
     hid = [torch.zeros(1, max_len, model.cfg.dim, dtype=dtype, device=device) for _ in range(K)]
-    toks_1N = torch.zeros(1, max_len + K + 1, dtype=torch.long, device=device)
-    toks_1N[:, :P] = prompt_1T
+    toks_1T = torch.zeros(1, max_len + K + 1, dtype=torch.long, device=device)
+    toks_1T[:, :P] = prompt_1T
     exact = [0] * K  # depth k: cache entries at positions < exact[k-1] used committed ids only
 
     def draft(L: int) -> None:
@@ -113,44 +114,44 @@ def _decode_row(
         q = L - 1
         for k in range(1, K + 1):
             a = exact[k - 1]  # entries from here on may hold drafted ids: recompute them
-            h_1SD = mtp.depth_hidden(
+            h_1TD = mtp.depth_hidden(
                 k,
                 hid[k - 1][:, a : q + 1],
-                toks_1N[:, a + k : q + k + 1],
+                toks_1T[:, a + k : q + k + 1],
                 model,
                 start_pos=a,
                 cache=mtp_caches[k - 1],
             )
             if k < K:
-                hid[k][:, a : q + 1] = h_1SD
-            toks_1N[:, L + k] = mtp.depth_logits(k, h_1SD[:, -1:], model)[:, -1].argmax(-1)
+                hid[k][:, a : q + 1] = h_1TD
+            toks_1T[:, L + k] = mtp.depth_logits(k, h_1TD[:, -1:], model)[:, -1].argmax(-1)
             exact[k - 1] = max(0, L - k + 1)  # position i embedded t_{i+k}, committed iff <= L
 
-    h_1PD = model.trunk(prompt_1T, caches=caches)
-    toks_1N[:, P] = model.logits(h_1PD[:, -1:])[:, -1].argmax(-1)
-    hid[0][:, :P] = mtp.main_hidden(h_1PD, model)
+    h_1TD = model.trunk(prompt_1T, caches=caches)
+    toks_1T[:, P] = model.logits(h_1TD[:, -1:])[:, -1].argmax(-1)
+    hid[0][:, :P] = mtp.main_hidden(h_1TD, model)
     L = P  # index of the newest committed token; its main KV entry is not written yet
     while max_new > L - P + 1:
         draft(L)
-        h_1SD = model.trunk(toks_1N[:, L : L + K + 1], start_pos=L, caches=caches)
-        pred_1S = model.logits(h_1SD).argmax(-1)  # pred[j]: main's token for position L+j+1
-        drafts = toks_1N[0, L + 1 : L + K + 1]
-        num_ok = int((pred_1S[0, :K] == drafts).long().cumprod(0).sum())
+        h_1TD = model.trunk(toks_1T[:, L : L + K + 1], start_pos=L, caches=caches)
+        pred_1T = model.logits(h_1TD).argmax(-1)  # pred[j]: main's token for position L+j+1
+        drafts = toks_1T[0, L + 1 : L + K + 1]
+        num_ok = int((pred_1T[0, :K] == drafts).long().cumprod(0).sum())
         stats.rounds.append((L, drafts.tolist()))
         for k in range(K):
             stats.proposed[k] += 1
             stats.accepted[k] += int(k < num_ok)
         stats.verify_forwards += 1
         stats.verify_tokens += num_ok + 1
-        toks_1N[:, L + 1 : L + num_ok + 2] = pred_1S[:, : num_ok + 1]
-        hid[0][:, L : L + num_ok + 1] = mtp.main_hidden(h_1SD[:, : num_ok + 1], model)
+        toks_1T[:, L + 1 : L + num_ok + 2] = pred_1T[:, : num_ok + 1]
+        hid[0][:, L : L + num_ok + 1] = mtp.main_hidden(h_1TD[:, : num_ok + 1], model)
         L += num_ok + 1
-    return toks_1N[:, : P + max_new]
+    return toks_1T[:, : P + max_new]
 
 
 @torch.no_grad()
 def compare_decoding(
-    model: nn.Module, prompts_NT: torch.Tensor, max_new_tokens: int
+    model: nn.Module, prompts_BT: torch.Tensor, max_new_tokens: int
 ) -> dict[str, float]:
     """Plain vs MTP-speculative greedy decoding of each prompt (batch 1), timed in one run.
 
@@ -160,23 +161,23 @@ def compare_decoding(
     """
 
     def sync() -> None:  # GPU work is asynchronous: wait for it before reading the clock
-        if prompts_NT.is_cuda:
-            torch.cuda.synchronize(prompts_NT.device)
+        if prompts_BT.is_cuda:
+            torch.cuda.synchronize(prompts_BT.device)
 
-    warm_1T = prompts_NT[:1, : min(4, prompts_NT.shape[1])]
+    warm_1T = prompts_BT[:1, : min(4, prompts_BT.shape[1])]
     generate(model, warm_1T, 2)  # first-call allocations out of the timings
     speculative_generate(model, warm_1T, 2)
     sync()
     t0 = time.perf_counter()
-    plain = [generate(model, p[None], max_new_tokens) for p in prompts_NT]
+    plain = [generate(model, p[None], max_new_tokens) for p in prompts_BT]
     sync()
     plain_s = time.perf_counter() - t0
     stats = SpecStats()
     t0 = time.perf_counter()
-    spec = [speculative_generate(model, p[None], max_new_tokens, stats=stats) for p in prompts_NT]
+    spec = [speculative_generate(model, p[None], max_new_tokens, stats=stats) for p in prompts_BT]
     sync()
     spec_s = time.perf_counter() - t0
-    num_tokens = len(prompts_NT) * max_new_tokens
+    num_tokens = len(prompts_BT) * max_new_tokens
     out = {f"spec_accept_d{k + 1}": a for k, a in enumerate(stats.acceptance())}
     out.update(
         {

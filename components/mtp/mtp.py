@@ -1,11 +1,11 @@
-"""Multi-token prediction: D sequential modules predicting tokens 2..D+1 ahead (DeepSeek-V3 §2.2).
+"""Multi-token prediction: Y sequential modules predicting tokens 2..Y+1 ahead (DeepSeek-V3 §2.2).
 
 Depth k at position i: h'_i = M_k [enorm(Emb(t_{i+k})); hnorm(h^{k-1}_i)], embedding first as in
 the released checkpoint, Megatron and torchtitan (the paper writes [hidden; embedding], which
 only permutes M_k's columns); h^k = TRM_k(h'), a Transformer block built from the main model's
 registries at the original positions; P^k_i = softmax(head(norm_k(h^k_i))) predicts t_{i+k+1}.
 The embedding and head are the main model's. The last k positions of a window have no target.
-Shapes: B batch, T time, D width, V vocabulary.
+Shapes (docs/design.md#shapes): B batch, T time, D width, V vocabulary, Y depth (the paper's D).
 """
 
 from __future__ import annotations
@@ -36,11 +36,11 @@ def depth_targets(
     t_i..t_{i+k-1}: its context and the embedded token would belong to different documents.
     """
     T = idx_BT.shape[1]
-    full_BT1 = torch.cat([idx_BT, targets_BT[:, -1:]], dim=1)
-    emb_BT = F.pad(full_BT1[:, k : k + T], (0, max(0, k - 1)), value=0)[:, :T]
-    labels_BT = F.pad(full_BT1[:, k + 1 :], (0, k), value=IGNORE)[:, :T]
+    full_BT = torch.cat([idx_BT, targets_BT[:, -1:]], dim=1)  # T+1 wide: plus the last target
+    emb_BT = F.pad(full_BT[:, k : k + T], (0, max(0, k - 1)), value=0)[:, :T]
+    labels_BT = F.pad(full_BT[:, k + 1 :], (0, k), value=IGNORE)[:, :T]
     if doc_sep_id >= 0 and k < T:
-        sep_cum_BT = F.pad((full_BT1 == doc_sep_id).long().cumsum(1), (1, 0))
+        sep_cum_BT = F.pad((full_BT == doc_sep_id).long().cumsum(1), (1, 0))
         crossed_BT = (sep_cum_BT[:, k:T] - sep_cum_BT[:, : T - k]) > 0
         labels_BT = labels_BT.clone()
         labels_BT[:, : T - k][crossed_BT] = IGNORE
@@ -64,7 +64,7 @@ class DepthModule(nn.Module):
 class MultiTokenPrediction(MTP):
     @dataclass(frozen=True, kw_only=True)
     class Config:
-        depth: int = 1  # D: sequential modules, i.e. extra future tokens predicted (V3: 1)
+        depth: int = 1  # Y: sequential modules, i.e. extra future tokens predicted (V3: 1)
         weight: float = 0.3  # lambda on the mean MTP loss (V3: 0.3 for the first 10T tokens)
         weight_after: float = 0.1  # lambda once `switch_step` optimizer steps are done (V3: 0.1)
         switch_step: int = 0  # optimizer steps before lambda becomes weight_after; 0 = never
@@ -119,7 +119,7 @@ class MultiTokenPrediction(MTP):
         # Optimizer steps taken, saved in checkpoints so a resumed run keeps the schedule.
         self.register_buffer("num_steps", torch.zeros((), dtype=torch.long))
         self._term: torch.Tensor | None = None
-        self._sums: torch.Tensor | None = None  # (2, D): summed loss and top-1 per depth
+        self._sums: torch.Tensor | None = None  # (2, Y): summed loss and top-1 per depth
         self._count = 0
         self._last: dict[str, float] = {}
 
@@ -189,8 +189,8 @@ class MultiTokenPrediction(MTP):
         losses, top1 = self.depth_losses(h_BTD, idx_BT, targets_BT, model)
         self._term = self.current_weight() * torch.stack(losses).mean()
         if self.training:
-            sums_2K = torch.stack([torch.stack(losses).detach().double(), torch.stack(top1)])
-            self._sums = sums_2K if self._sums is None else self._sums + sums_2K
+            sums_2Y = torch.stack([torch.stack(losses).detach().double(), torch.stack(top1)])
+            self._sums = sums_2Y if self._sums is None else self._sums + sums_2Y
             self._count += 1
 
     def extra_losses(self) -> dict[str, torch.Tensor]:
@@ -204,11 +204,11 @@ class MultiTokenPrediction(MTP):
         if not self.training:
             return {}  # the model runs MTP only in training; see final_metrics for held-out
         if self._count:
-            mean_2K = (self._sums / self._count).cpu()
+            mean_2Y = (self._sums / self._count).cpu()
             self._last = {"mtp_weight": self.current_weight()}
             for k in range(self.num_depths):
-                self._last[f"mtp_loss_d{k + 1}"] = float(mean_2K[0, k])
-                self._last[f"mtp_top1_d{k + 1}"] = float(mean_2K[1, k])  # Megatron's proxy
+                self._last[f"mtp_loss_d{k + 1}"] = float(mean_2Y[0, k])
+                self._last[f"mtp_top1_d{k + 1}"] = float(mean_2Y[1, k])  # Megatron's proxy
             self._sums, self._count = None, 0
         return dict(self._last)
 
@@ -225,9 +225,9 @@ class MultiTokenPrediction(MTP):
         if num < 1:
             return {}
         device = next(model.parameters()).device
-        win_BT1 = val_N[: num * T + 1].unfold(0, T + 1, T)[:num].to(device)
-        h_BTD = model.trunk(win_BT1[:, :-1])
-        losses, top1 = self.depth_losses(h_BTD, win_BT1[:, :-1], win_BT1[:, 1:], model)
+        win_BT = val_N[: num * T + 1].unfold(0, T + 1, T)[:num].to(device)
+        h_BTD = model.trunk(win_BT[:, :-1])
+        losses, top1 = self.depth_losses(h_BTD, win_BT[:, :-1], win_BT[:, 1:], model)
         out = {}
         for k, (loss, acc) in enumerate(zip(losses, top1), start=1):
             out[f"mtp_val_loss_d{k}"] = float(loss)
@@ -252,6 +252,6 @@ class MultiTokenPrediction(MTP):
         starts = [
             math.floor(i * last / self.cfg.spec_prompts) for i in range(self.cfg.spec_prompts)
         ]
-        prompts_NP = torch.stack([val_N[s : s + prompt_len] for s in starts])
+        prompts_BT = torch.stack([val_N[s : s + prompt_len] for s in starts])
         device = next(model.parameters()).device
-        return compare_decoding(model, prompts_NP.to(device), new_tokens)
+        return compare_decoding(model, prompts_BT.to(device), new_tokens)
