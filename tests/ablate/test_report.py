@@ -12,6 +12,7 @@ import pytest
 from scipy import stats as sps
 
 from ablate.report import html as report
+from ablate.report.table import ablation_table
 from ablate.study.ledger import Ledger
 from ablate.study.sweep import load_sweep
 from tests.ablate.sweep_helpers import write_sweep
@@ -52,7 +53,7 @@ def test_ablation_table_columns_and_statistics():
     trials = [_trial("mha", s, "mha", p, 512.0) for s, p in BASE_PPL.items()]
     trials += [_trial("mla", s, "mla", p, 160.0) for s, p in MLA_PPL.items()]
     trials.append(_trial("mla", 3, "mla", 99.0, 160.0, state="diverged"))  # not in the stats
-    table = report.ablation_table({"arms": ["mha", "mla"], "baseline": "mha"}, trials)
+    table = ablation_table({"arms": ["mha", "mla"], "baseline": "mha"}, trials)
     assert table["component_cols"] == ["attention: mha", "attention: mla"]
     assert table["value_cols"] == ["model.attention.kv_lora_rank", "train.lr"]
     assert table["metric_cols"] == ["kv_bytes_per_token"]  # no family key, no duplicate val_loss

@@ -1,0 +1,154 @@
+"""The report's figures as base64 PNGs: validation-loss curves, training throughput, and one
+heat map per per-index metric family (e.g. `expert_load/<i>`). matplotlib is imported only
+when a chart is drawn, so importing the report package stays light.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+
+from ablate.report.table import FAMILY_RE, metric, shown_arms
+
+FIG_DPI = 90
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    # No "Software" tag: it would embed matplotlib's web address in every image.
+    fig.savefig(buf, format="png", dpi=FIG_DPI, metadata={"Software": None})
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def charts(meta: dict, trials: list[dict]) -> list[dict[str, str]]:
+    """Base64 PNGs: val-loss curves, throughput bars, one heat map per per-index family."""
+    arms = shown_arms(meta, trials)
+    return [*_loss_curves(arms, trials), *_throughput(arms, trials), *_heatmaps(arms, trials)]
+
+
+def _loss_curves(arms: list[str], trials: list[dict]) -> list[dict[str, str]]:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4), layout="constrained")
+    ax = fig.add_subplot()
+    for a in arms:
+        by_step: dict[int, list[float]] = {}
+        for t in trials:
+            if t["arm"] == a:
+                for r in t["records"]:
+                    if "val_loss" in r:
+                        by_step.setdefault(r["step"], []).append(r["val_loss"])
+        if by_step:
+            steps = sorted(by_step)
+            mean = [sum(by_step[s]) / len(by_step[s]) for s in steps]
+            (line,) = ax.plot(steps, mean, marker="o", label=a)
+            ax.fill_between(
+                steps,
+                [min(by_step[s]) for s in steps],
+                [max(by_step[s]) for s in steps],
+                alpha=0.2,
+                color=line.get_color(),
+            )
+    ax.set(xlabel="step", ylabel="validation loss", title="Validation loss (mean, min-max band)")
+    if not ax.lines:
+        return []
+    ax.legend()
+    return [{"title": "Validation loss", "png": _png(fig)}]
+
+
+def _throughput(arms: list[str], trials: list[dict]) -> list[dict[str, str]]:
+    from matplotlib.figure import Figure
+
+    bars = []  # (arm, mean, distance to min, distance to max) over done seeds
+    for a in arms:
+        tps = [
+            v
+            for t in trials
+            if t["arm"] == a
+            and t["state"] == "done"
+            and (v := metric(t, "tokens_per_s")) is not None
+        ]
+        if tps:
+            mean = sum(tps) / len(tps)
+            bars.append((a, mean, mean - min(tps), max(tps) - mean))
+    if not bars:
+        return []
+    fig = Figure(figsize=(7, 3.5), layout="constrained")
+    ax = fig.add_subplot()
+    ax.bar(
+        [b[0] for b in bars],
+        [b[1] for b in bars],
+        capsize=4,
+        yerr=[[b[2] for b in bars], [b[3] for b in bars]],
+    )
+    ax.set(ylabel="tokens / s", title="Training throughput (mean, min-max over seeds)")
+    return [{"title": "Throughput", "png": _png(fig)}]
+
+
+def _family_grids(
+    fam: str, num_idx: int, arms: list[str], trials: list[dict]
+) -> dict[str, tuple[list[int], list[list[float]]]]:
+    """arm -> (logged steps, grid[index][step]: the family's value, mean over seeds)."""
+    grids = {}
+    for a in arms:
+        cells: dict[int, list[list[float]]] = {}  # step -> per-index values over seeds
+        for t in trials:
+            if t["arm"] != a:
+                continue
+            for r in t["records"]:
+                vals = [r.get(f"{fam}/{j}") for j in range(num_idx)]
+                if any(v is not None for v in vals):
+                    cells.setdefault(r["step"], []).append(
+                        [math.nan if v is None else float(v) for v in vals]
+                    )
+        if cells:
+            steps = sorted(cells)
+            grids[a] = (
+                steps,
+                [
+                    [sum(v[j] for v in cells[s]) / len(cells[s]) for s in steps]
+                    for j in range(num_idx)
+                ],
+            )
+    return grids
+
+
+def _heatmaps(arms: list[str], trials: list[dict]) -> list[dict[str, str]]:
+    from matplotlib.figure import Figure
+
+    families: dict[str, set[int]] = {}
+    for t in trials:
+        for r in t["records"]:
+            for k in r:
+                if m := FAMILY_RE.match(k):
+                    families.setdefault(m.group(1), set()).add(int(m.group(2)))
+    out = []
+    for fam, indices in sorted(families.items()):
+        num_idx = max(indices) + 1
+        grids = _family_grids(fam, num_idx, arms, trials)
+        finite = [v for _, g in grids.values() for row in g for v in row if math.isfinite(v)]
+        # One colour scale for every arm, so the panels compare directly.
+        vmin, vmax = (min(finite), max(finite)) if finite else (None, None)
+        fig = Figure(figsize=(7, 2.5 * len(arms)), layout="constrained")
+        for i, a in enumerate(arms):
+            ax = fig.add_subplot(len(arms), 1, i + 1)
+            ax.set(title=f"{fam} — {a}", ylabel="index")
+            if a not in grids:
+                ax.text(0.5, 0.5, "not logged", ha="center", va="center")
+                continue
+            steps, grid = grids[a]
+            half = (steps[1] - steps[0]) / 2 if len(steps) > 1 else 0.5  # cells centred on steps
+            im = ax.imshow(
+                grid,
+                aspect="auto",
+                origin="lower",
+                interpolation="nearest",
+                extent=(steps[0] - half, steps[-1] + half, -0.5, num_idx - 0.5),
+                vmin=vmin,
+                vmax=vmax,
+            )
+            ax.set_xlabel("step")
+            fig.colorbar(im, ax=ax)
+        out.append({"title": f"{fam} (per index, one colour scale)", "png": _png(fig)})
+    return out

@@ -1,0 +1,218 @@
+"""The report's tables: the ablation table (one row per arm) and the precision table.
+
+The ablation table has a check/cross column per component choice that varies across arms, the
+other varying config values, then measured results with 95% intervals over seeds and a paired
+test against the baseline arm. Columns come from the resolved configs and from whatever metrics
+the trials wrote: no component is named. Cells are plain strings, escaped by the template.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+from ablate.report import stats
+
+FAMILY_RE = re.compile(r"^(.+)/(\d+)$")  # `expert_load/3`: index 3 of a per-index family
+SHOWN_METRICS = ("val_loss", "val_ppl")  # already in the table as dedicated columns
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested mapping -> {dotted key: leaf value}."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else k
+        if isinstance(v, dict):
+            out.update(flatten(v, key))
+        else:
+            out[key] = v
+    return out
+
+
+def _slots(d: dict, prefix: str = "") -> dict[str, str]:
+    """Dotted path -> component name for every component slot (a mapping with `name`)."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            key = f"{prefix}.{k}" if prefix else k
+            if "name" in v:
+                out[key] = str(v["name"])
+            out.update(_slots(v, key))
+    return out
+
+
+def _num(x: float, digits: int) -> str:
+    """Large values with thousands separators, small ones with `digits` significant digits."""
+    return f"{x:,.0f}" if abs(x) >= 10 ** (digits - 1) else f"{x:.{digits}g}"
+
+
+def _fmt(mean: float, half: float, digits: int = 4) -> str:
+    if not math.isfinite(mean):
+        return "–"
+    ci = f" ± {_num(half, 2)}" if math.isfinite(half) and half > 0 else ""
+    return f"{_num(mean, digits)}{ci}"
+
+
+def _plain(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def metric(trial: dict, key: str) -> float | None:
+    """A numeric result of a trial: top-level summary key, else under `metrics`; None if absent."""
+    s = trial["summary"] or trial["metrics"]
+    value = s.get(key) if key in s else (s.get("metrics") or {}).get(key)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def shown_arms(meta: dict, trials: list[dict]) -> list[str]:
+    """The sweep's arms that have at least one trial, in sweep order."""
+    return [a for a in meta["arms"] if any(t["arm"] == a for t in trials)]
+
+
+def _component_cols(slots: dict[str, dict[str, str]]) -> list[tuple[str, str, str]]:
+    """(label, slot path, component name) for every choice of a slot that varies across arms."""
+    cols = []
+    for path in sorted({p for s in slots.values() for p in s}):
+        values = {s.get(path, "") for s in slots.values()}
+        if len(values) > 1:
+            cols += [(f"{path.rsplit('.', 1)[-1]}: {n}", path, n) for n in sorted(values - {""})]
+    return cols
+
+
+def _value_keys(
+    flat: dict[str, dict[str, Any]], slot_paths: set[str], trials: list[dict]
+) -> list[str]:
+    """Config keys (not seeds, not slot names) that differ across arms or were set explicitly."""
+    explicit = {k for t in trials for k in flatten(t["overrides"])}
+    keys = []
+    for key in sorted({k for f in flat.values() for k in f}):
+        if key == "train.seed" or (key.endswith(".name") and key[:-5] in slot_paths):
+            continue
+        present = [json.dumps(f[key]) for f in flat.values() if key in f]
+        if len(set(present)) > 1 or (key in explicit and len(present) < len(flat)):
+            keys.append(key)
+    return keys
+
+
+def _metric_keys(trials: list[dict]) -> list[str]:
+    """Scalar component metrics any trial recorded, per-index families excluded."""
+    return sorted(
+        {
+            k
+            for t in trials
+            for k, v in (t["summary"].get("metrics") or t["metrics"].get("metrics") or {}).items()
+            if isinstance(v, (int, float)) and k not in SHOWN_METRICS and not FAMILY_RE.match(k)
+        }
+    )
+
+
+def _versus_baseline(row: dict, ts: list[dict], base: list[dict]) -> None:
+    """Fill a non-baseline row's paired difference, p-value and val-loss gap (in place)."""
+    ppl = {t["seed"]: metric(t, "val_ppl") for t in ts}
+    diff, p, n = stats.paired_test(ppl, {t["seed"]: metric(t, "val_ppl") for t in base})
+    if n:
+        row["delta"] = f"{diff:+.4g}"
+        row["p"] = f"p={p:.3g}" if math.isfinite(p) else f"n={n}, no test"
+        row["significant"] = stats.significant(p) or not math.isfinite(p)
+    base_loss = {t["seed"]: metric(t, "val_loss") for t in base}
+    loss = {t["seed"]: metric(t, "val_loss") for t in ts}
+    gaps = [
+        100 * (loss[s] - base_loss[s]) / base_loss[s]
+        for s in loss
+        if s in base_loss and loss[s] is not None and base_loss[s]
+    ]
+    row["gap"] = _fmt(*stats.mean_ci(gaps), 3) + " %" if gaps else "–"
+
+
+def _arm_row(
+    arm: str, trials: list[dict], done: list[dict], cols: dict[str, list], flat: dict[str, Any]
+) -> dict[str, Any]:
+    """One arm's cells; `trials` are all of its trials, `done` the finished ones."""
+    backends = {
+        str(t["summary"]["precision"]["backend"])
+        for t in trials
+        if "backend" in (t["summary"].get("precision") or {})
+    }
+    return {
+        "arm": arm,
+        "seeds": f"{len(done)}/{len(trials)}",
+        "values": [_plain(flat[k]) if k in flat else "—" for k in cols["values"]],
+        # keyed by seed, as the paired test pairs them
+        "val_ppl": _fmt(
+            *stats.mean_ci(list({t["seed"]: metric(t, "val_ppl") for t in done}.values()))
+        ),
+        "tokens_per_s": _fmt(*stats.mean_ci([metric(t, "tokens_per_s") for t in done]), 3),
+        "num_params": next(
+            (f"{int(p):,}" for t in trials if (p := metric(t, "num_params")) is not None), "–"
+        ),
+        "precision": ", ".join(sorted(backends)),
+        "metrics": [_fmt(*stats.mean_ci([metric(t, k) for t in done])) for k in cols["metrics"]],
+        "delta": "–",
+        "p": "",
+        "significant": True,
+        "gap": "–",
+    }
+
+
+def ablation_table(meta: dict, trials: list[dict]) -> dict[str, Any]:
+    """Columns and rows of the ablation table (plain strings, escaped later by the template)."""
+    arms = shown_arms(meta, trials)
+    by_arm = {a: [t for t in trials if t["arm"] == a] for a in arms}
+    done = {a: [t for t in ts if t["state"] == "done"] for a, ts in by_arm.items()}
+    cfgs = {a: by_arm[a][0]["config"] for a in arms}
+    slots = {a: _slots(cfgs[a]) for a in arms}
+    comp_cols = _component_cols(slots)
+    flat = {a: flatten(cfgs[a]) for a in arms}
+    cols = {
+        "values": _value_keys(flat, {p for s in slots.values() for p in s}, trials),
+        "metrics": _metric_keys(trials),
+    }
+    base = meta["baseline"]
+    rows = []
+    for a in arms:
+        row = _arm_row(a, by_arm[a], done[a], cols, flat[a])
+        row["baseline"] = a == base
+        row["components"] = [slots[a].get(path) == n for _, path, n in comp_cols]
+        if a == base:
+            row["delta"] = "baseline"
+        else:
+            _versus_baseline(row, done[a], done.get(base, []))
+        row["settings"] = [(k, v) for k, v in zip(cols["values"], row["values"]) if v != "—"]
+        rows.append(row)
+    return {
+        "component_cols": [c[0] for c in comp_cols],
+        "value_cols": cols["values"],
+        "metric_cols": cols["metrics"],
+        "rows": rows,
+        "show_precision": any(r["precision"] for r in rows),
+    }
+
+
+def precision_table(meta: dict, trials: list[dict]) -> dict[str, Any]:
+    """Per arm: what each precision transform recorded (backend, tiles, error statistics).
+
+    Text facts are shown as recorded; numbers as mean +- CI over the arm's finished seeds.
+    """
+    arms = shown_arms(meta, trials)
+    done = {a: [t for t in trials if t["arm"] == a and t["state"] == "done"] for a in arms}
+    flat = {
+        a: [flatten((t["summary"] or {}).get("precision") or {}) for t in done[a]] for a in arms
+    }
+    keys = sorted({k for fs in flat.values() for f in fs for k in f})
+    if not any(isinstance(v, (int, float)) for fs in flat.values() for f in fs for v in f.values()):
+        return {}
+    rows = []
+    for a in arms:
+        cells = []
+        for k in keys:
+            values = [f[k] for f in flat[a] if k in f]
+            if values and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
+            ):
+                cells.append(_fmt(*stats.mean_ci([float(v) for v in values]), 3))
+            else:
+                cells.append(", ".join(sorted({_plain(v) for v in values})) or "–")
+        rows.append({"arm": a, "cells": cells})
+    return {"cols": keys, "rows": rows}
