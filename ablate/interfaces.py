@@ -4,6 +4,17 @@ The trainer calls the hooks on every `Component` in the model, never naming one:
 `extra_losses()` after each forward, `after_optimizer_step()` once per optimizer step and
 `metrics()` when it logs. Shapes (docs/design.md#shapes): B batch, T time, D model width,
 V vocabulary, N = B*T tokens.
+
+The contract of a component, checked by `ablate check GROUP/NAME` (`ablate.testing`):
+
+- `@register(group, name)` on a subclass of the group's base below (`BASES`).
+- A nested frozen, keyword-only dataclass `Config`: its fields are the component's settings,
+  each with a short comment. Optional `Config.check(self, root) -> None` is called with the
+  root run `Config` (`ablate.core.config.Config`) after validation and raises ValueError
+  naming the offending key; other components' fields are read from `root`.
+- The constructor, by group: attention, ffn, mtp `(cfg, ctx: BuildContext)`; norm
+  `(cfg, dim)`; router `(cfg, ctx, num_experts, topk)` (built by its FFN); precision
+  `(cfg, device)`; dataset and tokenizer `(cfg)`. Build with `registry.build(cfg, *args)`.
 """
 
 from __future__ import annotations
@@ -70,8 +81,10 @@ class Component(nn.Module):
 class Attention(Component):
     """Causal self-attention: (B, T, D) -> (B, T, D).
 
-    `cache` is the dict returned by `new_cache`; with it, `x_BTD` holds the tokens at
-    positions `start_pos .. start_pos+T-1` and their keys/values are written into the cache.
+    Built as `(cfg, ctx)`. `cache` is the dict returned by `new_cache`; with it, `x_BTD`
+    holds the tokens at positions `start_pos .. start_pos+T-1` and their keys/values are
+    written into the cache. Decoding through the cache (a prefill, then one token per call)
+    must give the outputs of one full forward over the whole sequence.
     """
 
     @abstractmethod
@@ -134,32 +147,42 @@ class Attention(Component):
 
 
 class FFN(Component):
-    """Position-wise feed-forward: (B, T, D) -> (B, T, D)."""
+    """Position-wise feed-forward: (B, T, D) -> (B, T, D); built as `(cfg, ctx)`."""
 
     @abstractmethod
     def forward(self, x_BTD: torch.Tensor) -> torch.Tensor: ...
 
 
 class Norm(Component):
-    """Normalization over the last dimension."""
+    """Normalization over the last dimension, each position on its own.
+
+    Built as `(cfg, dim)`: the trunk builds `registry.build(model.norm, model.dim)`, and
+    components reuse the model's norm at their own widths (e.g. MLA's latent norms).
+    """
 
     @abstractmethod
     def forward(self, x: torch.Tensor) -> torch.Tensor: ...
 
 
 class Router(Component):
-    """MoE gate: tokens (N, D) -> (weights (N, K), expert ids (N, K)).
+    """MoE gate: tokens (N, D) -> (weights (N, X), expert ids (N, X)), X = `topk`.
 
-    Built by its FFN as `(cfg, ctx, num_experts, topk)`; `forward` may take a keyword
-    `num_seqs`: the N tokens are that many equal-length sequences (sequence-scoped losses).
+    Built by its FFN as `(cfg, ctx, num_experts, topk)` and called as
+    `router(x_ND, num_seqs=B)`: the N tokens are B equal-length sequences (for
+    sequence-scoped balance losses). Ids are integers in [0, num_experts), distinct per token.
     """
 
     @abstractmethod
-    def forward(self, x_ND: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+    def forward(
+        self, x_ND: torch.Tensor, *, num_seqs: int = 1
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 class MTP(Component):
-    """Multi-token prediction heads, called on the trunk's output in training."""
+    """Multi-token prediction heads, called on the trunk's output in training.
+
+    Built as `(cfg, ctx)` with `ctx.layer_idx = -1` and `ctx.make_block` set.
+    """
 
     @abstractmethod
     def forward(
