@@ -24,9 +24,11 @@ from ablate.core.layers import (
     apply_overrides,
     apply_parsed,
     load_layers,
+    override_layer,
     parse_overrides,
     read_yaml,
 )
+from ablate.core.slots import merge_layers, switch_slots
 from ablate.core.validate import build_dataclass, check
 
 __all__ = [
@@ -113,6 +115,18 @@ class TrackingConfig:
     wandb: Literal["offline", "online", "disabled"] = "offline"
     project: str = "ablate"
     entity: str = ""  # W&B entity; empty = the user's default
+    init_timeout: float = 5.0  # seconds wandb.init may take before tracking is skipped
+
+    def check(self, cfg: Config) -> None:
+        """W&B's rules for a project name (it rejects others only when a run starts)."""
+        bad = set('/\\#?%:') | {c for c in self.project if not c.isprintable()}
+        if not 0 < len(self.project) <= 128 or bad & set(self.project):
+            raise ValueError(
+                f"tracking.project={self.project!r}: a W&B project name is 1 to 128 "
+                "printable characters, none of / \\ # ? % :"
+            )
+        if not self.init_timeout > 0:
+            raise ValueError(f"tracking.init_timeout={self.init_timeout}: must be > 0 seconds")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -122,6 +136,9 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     plugins: tuple[str, ...] = ()  # importable modules registering third-party components
+    # What layering dropped where a later layer switched a slot's component (`ablate.core.slots`).
+    # A record, not a setting: it is left out of the trial id and of equality.
+    notes: tuple[str, ...] = field(default=(), compare=False)
 
 
 # ----------------------------------------------------------------------------- loading
@@ -129,18 +146,14 @@ class Config:
 
 def from_layers(layers: Layers, overrides: list[str] = ()) -> Config:
     """Merge layers, apply overrides, load plugins, validate into a `Config`."""
-    data = layers.merged()
+    data, notes = merge_layers(layers, Config)
     if overrides:
         parsed = parse_overrides(list(overrides))
+        dropped = switch_slots(data, override_layer(parsed), Config)
+        notes += [d.note("command line") for d in dropped]
         data = apply_parsed(data, parsed, "command line")
-        touched: dict = {}  # the keys the overrides set, so errors name the command line
-        for ov in parsed:
-            node = touched
-            *parents, leaf = ov.key_or_group.split(".")
-            for part in parents:
-                node = node.setdefault(part, {})
-            node[leaf] = None
-        layers.add("command line", touched)
+        # the keys the overrides set, so that errors name the command line
+        layers.add("command line", override_layer(parsed, values=False))
     plugins = data.get("plugins", ())
     if plugins:
         try:
@@ -149,7 +162,7 @@ def from_layers(layers: Layers, overrides: list[str] = ()) -> Config:
             raise ConfigError(layers.source_of("plugins"), "plugins", str(e)) from None
     cfg = build_dataclass(Config, data, "", layers)
     check(cfg, layers)
-    return cfg
+    return dataclasses.replace(cfg, notes=cfg.notes + tuple(notes)) if notes else cfg
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
@@ -175,6 +188,8 @@ def to_dict(obj: Any) -> Any:
             out["name"] = registry.name_of(obj)[1]
         for f in dataclasses.fields(obj):
             out[f.name] = to_dict(getattr(obj, f.name))
+        if isinstance(obj, Config) and not obj.notes:
+            out.pop("notes")  # the canonical form of a config without notes stays as it was
         return out
     if isinstance(obj, (list, tuple)):
         return [to_dict(v) for v in obj]
@@ -189,6 +204,7 @@ def config_hash(cfg: Config) -> str:
     """
     d = to_dict(cfg)
     d.pop("tracking")
+    d.pop("notes", None)
     code = code_fingerprints(cfg)
     if code:
         d["code"] = code

@@ -21,7 +21,10 @@ class ConfigError(ValueError):
 
 
 class Layers:
-    """Raw config mappings in merge order, each with its source (for error messages)."""
+    """Raw config mappings in merge order, each with its source (for error messages).
+
+    `ablate.core.slots.merge_layers` merges them.
+    """
 
     def __init__(self) -> None:
         self.items: list[tuple[str, dict]] = []
@@ -39,14 +42,6 @@ class Layers:
             else:
                 return source
         return self.items[-1][0] if self.items else "<config>"
-
-    def merged(self) -> dict:
-        from omegaconf import OmegaConf
-
-        out = OmegaConf.create({})
-        for _, data in self.items:
-            out = OmegaConf.merge(out, OmegaConf.create(data))
-        return OmegaConf.to_container(out, resolve=True)
 
 
 def read_yaml(path: Path) -> dict:
@@ -125,3 +120,24 @@ def apply_parsed(data: dict, parsed: list[Any], source: str) -> dict:
         else:
             OmegaConf.update(cfg, key, ov.value(), merge=True, force_add=True)
     return OmegaConf.to_container(cfg, resolve=True)
+
+
+def override_layer(parsed: list[Any], values: bool = True) -> dict:
+    """The nested mapping of the keys that parsed overrides set (deletions left out).
+
+    With `values=False` every leaf is None: a layer that only marks where the keys came from.
+    """
+    from hydra.core.override_parser.types import OverrideType
+
+    out: dict = {}
+    for ov in parsed:
+        if values and ov.type == OverrideType.DEL:
+            continue
+        node = out
+        *parents, leaf = ov.key_or_group.split(".")
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[leaf] = ov.value() if values else None
+    return out

@@ -16,7 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ablate.core.config import Config, ConfigError, Layers, config_hash, from_layers, load_layers
+from ablate.core.config import (
+    Config,
+    ConfigError,
+    Layers,
+    config_hash,
+    from_layers,
+    load_layers,
+    replace,
+)
 
 TOP_KEYS = (
     "name",
@@ -70,6 +78,11 @@ class Sweep:
     @property
     def report_dir(self) -> Path:
         return Path(self.report.get("dir") or Path("reports") / self.name)
+
+    @property
+    def notes(self) -> list[str]:
+        """What each arm's layering dropped when it switched a component (one line each)."""
+        return list(dict.fromkeys(n for t in self.trials for n in t.cfg.notes))
 
     def fingerprint(self) -> str:
         """Hash of what defines the results: every (arm, seed) and its trial id."""
@@ -209,6 +222,7 @@ def _resolve(
     cli: tuple[str, ...],
     src: str,
     where: dict[str, str],
+    arm: str,
 ) -> Config:
     """Validate base + sweep layers + command line, mapping errors back to sweep keys."""
     stack = Layers()
@@ -216,7 +230,7 @@ def _resolve(
     for label, data in layers:
         stack.add(_SOURCE_MARK + label, data)
     try:
-        return from_layers(stack, cli)
+        cfg = from_layers(stack, cli)
     except ConfigError as e:
         if not e.source.startswith(_SOURCE_MARK):
             raise
@@ -232,6 +246,10 @@ def _resolve(
             f"{label}." if label in ("overrides", "grid", "zip") or label.startswith("arms") else ""
         )
         raise ConfigError(src, prefix + e.key, e.msg, e.matches) from None
+    # notes on dropped fields name the sweep layer that switched the component
+    arm_mark = _SOURCE_MARK + "arm:"
+    notes = [n.replace(arm_mark, f"arm {arm}:", 1).replace(_SOURCE_MARK, "", 1) for n in cfg.notes]
+    return replace(cfg, notes=tuple(notes))
 
 
 def load_sweep(path: str | Path, cli_overrides: list[str] | tuple[str, ...] = ()) -> Sweep:
@@ -272,7 +290,7 @@ def load_sweep(path: str | Path, cli_overrides: list[str] | tuple[str, ...] = ()
     steps_by_arm: dict[str, int] = {}
     for arm, overrides in arms.items():
         layers = [*common, ("arm", _nest(overrides, src, f"arms.{arm}."))]
-        cfg = _resolve(base, layers, cli, src, where[arm])
+        cfg = _resolve(base, layers, cli, src, where[arm], arm)
         if "steps" in budget:
             steps_by_arm[arm] = budget["steps"]
         else:
@@ -303,7 +321,7 @@ def load_sweep(path: str | Path, cli_overrides: list[str] | tuple[str, ...] = ()
                 ("arm", _nest(overrides, src, f"arms.{arm}.")),
                 ("budget", {"train": {"steps": steps, "seed": seed}}),
             ]
-            cfg = _resolve(base, layers, cli, src, where[arm])
+            cfg = _resolve(base, layers, cli, src, where[arm], arm)
             trial = Trial(arm, seed, dict(overrides), cfg, config_hash(cfg))
             if trial.trial_id in seen:
                 other = seen[trial.trial_id]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ablate import cli
@@ -166,3 +168,14 @@ def test_every_shipped_sweep_expands_and_validates(path):
     assert len(s.trials) == len(s.arms) * len(s.seeds)
     assert len({t.trial_id for t in s.trials}) == len(s.trials)
     assert len({t.cfg.train.steps for t in s.trials}) == 1
+
+
+PINNED_IDS = json.loads((REPO / "tests" / "ablate" / "shipped_ids.json").read_text())
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_shipped_trial_ids_are_pinned(path):
+    """A change to trial identity must be deliberate: regenerate shipped_ids.json with it."""
+    s = load_sweep(path)
+    assert {f"{t.arm} {t.seed}": t.trial_id for t in s.trials} == PINNED_IDS[s.name]
+    assert s.notes == []  # no shipped arm drops a field by switching a component
