@@ -1,8 +1,10 @@
 """Fine-grained E4M3 quantization: 1x128 activation tiles, 128x128 weight blocks, and the
 128x1 (transposed) tiles of the weight-gradient pass (DeepSeek-V3 §3.3, App. B).
 
-One fp32 scale per tile, s = max(amax, AMAX_MIN) / FP8_E4M3_MAX (optionally rounded up to a
-power of two, "ue8m0"), q = cast_e4m3(x / s), so x ~= q * s.
+One fp32 scale per tile, s = max(amax, amax_min) / FP8_E4M3_MAX (optionally rounded up to a
+power of two, "ue8m0"), q = cast_e4m3(x / s), so x ~= q * s. The floor `amax_min` defaults to
+AMAX_MIN, the activation floor of DeepSeek's inference quantizer; gradients in training pass
+GRAD_AMAX_MIN, which only guards an all-zero tile.
 Shapes (docs/design.md#shapes): x is 2-D, rows by columns (the last, contiguous dim):
 activations (N, I), weights (O, I).
 
@@ -21,6 +23,12 @@ import triton.language as tl
 
 FP8_E4M3_MAX = 448.0  # largest finite float8_e4m3fn value
 AMAX_MIN = 1e-4  # amax floor: an all-zero tile gets s = AMAX_MIN / 448, never 0 or NaN
+# Gradient floor: far below any real gradient tile (small models: 1e-6..1e-5, and a loss scaled
+# by 1e-3 moves them to 1e-9..1e-8), so no scale is pinned and underflow does not depend on the
+# loss normalisation; s = 1e-12 / 448 is still a normal fp32 number, so ue8m0 rounding on the bits
+# stays exact (the fp32 min normal itself would give a subnormal s).
+GRAD_AMAX_MIN = 1e-12
+AMAX_MIN_LOWEST = FP8_E4M3_MAX * 2.0**-126  # smallest floor whose scale is a normal fp32
 TILE = 128  # tile length along the scaled dimension
 FP8 = torch.float8_e4m3fn
 SCALE_FMTS = (None, "ue8m0")
@@ -135,6 +143,7 @@ def _launch(
     block_r: int,
     block_c: int,
     pow2: bool,
+    amax_min: float,
 ) -> None:
     rows, cols = x2.shape
     grid = (triton.cdiv(rows, block_r), triton.cdiv(cols, block_c))
@@ -150,16 +159,25 @@ def _launch(
         MODE=mode,
         POW2=pow2,
         FP8_MAX=FP8_E4M3_MAX,
-        AMAX_FLOOR=AMAX_MIN,
+        AMAX_FLOOR=amax_min,
     )
 
 
-def act_quant(x: torch.Tensor, scale_fmt: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def _check_floor(amax_min: float) -> float:
+    if not AMAX_MIN_LOWEST <= amax_min <= FP8_E4M3_MAX:
+        raise ValueError(f"amax_min must be in [{AMAX_MIN_LOWEST:.3g}, 448], got {amax_min}")
+    return float(amax_min)
+
+
+def act_quant(
+    x: torch.Tensor, scale_fmt: str | None = None, amax_min: float = AMAX_MIN
+) -> tuple[torch.Tensor, torch.Tensor]:
     """1x128 tiles along the last dim (a partial last tile is scaled over its own elements).
 
     Args:
         x: (*lead, K) float tensor, contiguous.
         scale_fmt: None for exact fp32 scales, "ue8m0" for power-of-two scales.
+        amax_min: floor of each tile's amax (AMAX_MIN; GRAD_AMAX_MIN for gradients).
 
     Returns:
         q (*lead, K) float8_e4m3fn and s (*lead, ceil(K/128)) float32.
@@ -171,11 +189,13 @@ def act_quant(x: torch.Tensor, scale_fmt: str | None = None) -> tuple[torch.Tens
     s = torch.empty(
         *x.shape[:-1], triton.cdiv(x.shape[-1], TILE), dtype=torch.float32, device=x.device
     )
-    _launch(x2, q, s, _MODE_ROW, _ROWS_PER_PROGRAM, TILE, pow2)
+    _launch(x2, q, s, _MODE_ROW, _ROWS_PER_PROGRAM, TILE, pow2, _check_floor(amax_min))
     return q, s
 
 
-def act_quant_t(x: torch.Tensor, scale_fmt: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def act_quant_t(
+    x: torch.Tensor, scale_fmt: str | None = None, amax_min: float = AMAX_MIN
+) -> tuple[torch.Tensor, torch.Tensor]:
     """128x1 tiles of a (M, K) tensor (per column, per 128 rows), returned transposed.
 
     The weight-gradient GEMM contracts over tokens M, so it wants x^T with 1x128 tiles along
@@ -189,12 +209,12 @@ def act_quant_t(x: torch.Tensor, scale_fmt: str | None = None) -> tuple[torch.Te
     rows, cols = x.shape
     q = torch.empty(cols, rows, dtype=FP8, device=x.device)
     s = torch.empty(cols, triton.cdiv(rows, TILE), dtype=torch.float32, device=x.device)
-    _launch(x, q, s, _MODE_COL_T, TILE, _COLS_PER_PROGRAM, pow2)
+    _launch(x, q, s, _MODE_COL_T, TILE, _COLS_PER_PROGRAM, pow2, _check_floor(amax_min))
     return q, s
 
 
 def weight_quant(
-    w: torch.Tensor, scale_fmt: str | None = None
+    w: torch.Tensor, scale_fmt: str | None = None, amax_min: float = AMAX_MIN
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """128x128 blocks of a (N, K) weight; edge blocks are scaled over their own elements.
 
@@ -210,7 +230,7 @@ def weight_quant(
         dtype=torch.float32,
         device=w.device,
     )
-    _launch(w, q, s, _MODE_BLOCK, TILE, TILE, pow2)
+    _launch(w, q, s, _MODE_BLOCK, TILE, TILE, pow2, _check_floor(amax_min))
     return q, s
 
 
@@ -224,9 +244,20 @@ def _pow2_ceil(s: torch.Tensor) -> torch.Tensor:
     return up.view(torch.float32)
 
 
-def _quant_tiles_ref(x: torch.Tensor, block: tuple[int, int], scale_fmt: str | None):
-    """Quantize a 2-D tensor in (br, bc) tiles; zero padding never changes an amax."""
+def quant_tiles_ref(
+    x: torch.Tensor,
+    block: tuple[int, int],
+    scale_fmt: str | None = None,
+    amax_min: float = AMAX_MIN,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Quantize a 2-D tensor in (br, bc) tiles of any size (a tile as wide as a dim is per row
+    or per column, one as large as the tensor is per tensor); zero padding never changes an amax.
+
+    Returns:
+        q (R, C) float8_e4m3fn and s (ceil(R/br), ceil(C/bc)) float32.
+    """
     pow2 = _check_fmt(scale_fmt)
+    amax_min = _check_floor(amax_min)
     (rows, cols), (br, bc) = x.shape, block
     nr, nc = -(-rows // br), -(-cols // bc)
     if rows % br or cols % bc:
@@ -235,28 +266,29 @@ def _quant_tiles_ref(x: torch.Tensor, block: tuple[int, int], scale_fmt: str | N
     else:  # no padding needed: tile a view (the emulation's hot path)
         xp = x.float()
     tiles = xp.reshape(nr, br, nc, bc)
-    s = tiles.abs().amax(dim=(1, 3)).clamp_min(AMAX_MIN) / FP8_E4M3_MAX  # (nr, nc)
+    s = tiles.abs().amax(dim=(1, 3)).clamp_min(amax_min) / FP8_E4M3_MAX  # (nr, nc)
     if pow2:
         s = _pow2_ceil(s)
     q = (tiles / s[:, None, :, None]).clamp(-FP8_E4M3_MAX, FP8_E4M3_MAX).to(FP8)
     return q.view(nr * br, nc * bc)[:rows, :cols].contiguous(), s
 
 
-def act_quant_ref(x: torch.Tensor, scale_fmt: str | None = None):
+def act_quant_ref(x: torch.Tensor, scale_fmt: str | None = None, amax_min: float = AMAX_MIN):
     """PyTorch reference of `act_quant` (1x128 tiles along the last dim)."""
-    q, s = _quant_tiles_ref(x.reshape(-1, x.shape[-1]), (1, TILE), scale_fmt)
+    q, s = quant_tiles_ref(x.reshape(-1, x.shape[-1]), (1, TILE), scale_fmt, amax_min)
     return q.view(x.shape), s.view(*x.shape[:-1], -1)
 
 
-def act_quant_t_ref(x: torch.Tensor, scale_fmt: str | None = None):
+def act_quant_t_ref(x: torch.Tensor, scale_fmt: str | None = None, amax_min: float = AMAX_MIN):
     """PyTorch reference of `act_quant_t` (128x1 tiles of x, returned as x^T in 1x128)."""
-    q, s = _quant_tiles_ref(x, (TILE, 1), scale_fmt)  # tile in place: no strided reductions
+    # tile in place: no strided reductions
+    q, s = quant_tiles_ref(x, (TILE, 1), scale_fmt, amax_min)
     return q.t().contiguous(), s.t().contiguous()
 
 
-def weight_quant_ref(w: torch.Tensor, scale_fmt: str | None = None):
+def weight_quant_ref(w: torch.Tensor, scale_fmt: str | None = None, amax_min: float = AMAX_MIN):
     """PyTorch reference of `weight_quant` (128x128 blocks)."""
-    return _quant_tiles_ref(w, (TILE, TILE), scale_fmt)
+    return quant_tiles_ref(w, (TILE, TILE), scale_fmt, amax_min)
 
 
 def dequant_ref(q: torch.Tensor, s: torch.Tensor, block: tuple[int, int] = (1, TILE)):
