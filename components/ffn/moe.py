@@ -19,36 +19,12 @@ from ablate import registry
 from ablate.core.config import slot
 from ablate.interfaces import FFN, BuildContext
 from ablate.nn.balance import check_routing, expert_counts, maxvio, relative_load, sequence_counts
+from ablate.nn.grouped import GroupedLinear, grouped_linear, looped_linear  # noqa: F401
 from ablate.nn.swiglu import SwiGLU, swiglu_width
 from ablate.registry import register
 
 TRAIN, EVAL = 0, 1  # rows of the per-mode counters
-GEMM_ALIGN_BYTES = 16  # grouped_mm needs row strides in multiples of 16 bytes
 WIDTH_MULTIPLE = 8  # default expert widths round down to this (aligned in fp32 and bf16)
-
-
-def grouped_linear(x_AI: torch.Tensor, w_EOI: torch.Tensor, ends_E: torch.Tensor) -> torch.Tensor:
-    """Rows `ends[e-1]:ends[e]` of x times w[e]^T, for every expert e at once: (A, O).
-
-    One grouped GEMM (`F.grouped_mm`) on CPU and for bf16 on CUDA, when the widths keep rows
-    16-byte aligned as its kernels require; otherwise `looped_linear`.
-    """
-    w_EOI = w_EOI.to(x_AI.dtype)
-    aligned = all(n * x_AI.element_size() % GEMM_ALIGN_BYTES == 0 for n in w_EOI.shape[1:])
-    if aligned and (x_AI.device.type == "cpu" or x_AI.dtype == torch.bfloat16):
-        return F.grouped_mm(x_AI, w_EOI.transpose(-2, -1), offs=ends_E.to(torch.int32))
-    return looped_linear(x_AI, w_EOI, ends_E)
-
-
-def looped_linear(x_AI: torch.Tensor, w_EOI: torch.Tensor, ends_E: torch.Tensor) -> torch.Tensor:
-    """Same as `grouped_linear` with one matmul per expert (each over all its tokens)."""
-    starts = [0, *ends_E[:-1].tolist()]
-    return torch.cat(
-        [
-            x_AI[s:e] @ w_EOI[i].T.to(x_AI.dtype)
-            for i, (s, e) in enumerate(zip(starts, ends_E.tolist(), strict=True))
-        ]
-    )
 
 
 @register("ffn", "moe")
@@ -101,6 +77,8 @@ class MoE(FFN):
         self.w2 = nn.Parameter(torch.empty(num_experts, dim, hidden))
         for w in (self.w13, self.w2):
             nn.init.normal_(w, mean=0.0, std=ctx.model.init_std)
+        # The two grouped GEMMs as modules, so a precision transform can swap them (fp8_block)
+        self.w13_gemm, self.w2_gemm = GroupedLinear(), GroupedLinear()
         zeros = torch.zeros  # non-persistent counters for the balance metrics
         self.register_buffer("step_loads", zeros(num_experts, dtype=torch.int64), False)
         self.register_buffer("mode_loads", zeros(2, num_experts, dtype=torch.int64), False)
@@ -135,8 +113,8 @@ class MoE(FFN):
         order_A = ids_A.argsort(stable=True)
         token_A = order_A // X
         ends_E = expert_counts(ids_A, self.cfg.num_routed_experts).cumsum(0)
-        gate_AF, up_AF = grouped_linear(x_ND[token_A], self.w13, ends_E).chunk(2, dim=-1)
-        y_AD = grouped_linear(F.silu(gate_AF) * up_AF, self.w2, ends_E)
+        gate_AF, up_AF = self.w13_gemm(x_ND[token_A], self.w13, ends_E).chunk(2, dim=-1)
+        y_AD = self.w2_gemm(F.silu(gate_AF) * up_AF, self.w2, ends_E)
         y_AD = y_AD * weights_NX.flatten()[order_A, None].to(y_AD.dtype)
         return y_AD.new_zeros(x_ND.shape).index_add_(0, token_A, y_AD)
 

@@ -100,8 +100,8 @@ class _Spy:
         )
 
     def _wrap(self, tiling, fn):
-        def call(x, fmt):
-            q, s = fn(x, fmt)
+        def call(x, fmt, *floor):
+            q, s = fn(x, fmt, *floor)
             self.calls.append((tiling, tuple(x.shape), tuple(s.shape), q.dtype))
             return q, s
 
