@@ -1,4 +1,4 @@
-"""Sweep files: schema, arms from `grid` / `zip` / explicit `arms`, expansion into trials.
+"""Sweep files: schema, validation and expansion into trials (arms come from `study.arms`).
 
 A sweep resolves every trial (arm x seed) to a validated `Config` before anything runs; each
 trial's id is the hash of its resolved config. Errors name the sweep file and the dotted sweep
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import itertools
 import json
 import re
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from ablate.core.config import (
     load_layers,
     replace,
 )
+from ablate.study.arms import expand_arms, mapping, nest
 
 TOP_KEYS = (
     "name",
@@ -90,95 +90,6 @@ class Sweep:
         return hashlib.sha256(json.dumps(keys).encode()).hexdigest()[:16]
 
 
-def _nest(dotted: dict[str, Any], src: str = "<sweep>", where: str = "") -> dict[str, Any]:
-    """`{"a.b": 1}` -> `{"a": {"b": 1}}` (later keys merge into earlier mappings)."""
-    out: dict[str, Any] = {}
-    for key, value in dotted.items():
-        *parents, leaf = str(key).split(".")
-        node = out
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(
-                    src,
-                    f"{where}{key}",
-                    "sets a key inside a value that another "
-                    "key of the same mapping sets as a whole",
-                )
-        node[leaf] = value
-    return out
-
-
-def _mapping(value: Any, src: str, key: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ConfigError(src, key, f"expected a mapping, got {value!r}")
-    return value
-
-
-def _axis_lists(value: Any, src: str, key: str) -> dict[str, list]:
-    axes = _mapping(value, src, key)
-    for k, values in axes.items():
-        if not isinstance(values, list) or not values:
-            raise ConfigError(src, f"{key}.{k}", f"expected a non-empty list, got {values!r}")
-    return axes
-
-
-def _short_names(keys: list[str]) -> dict[str, str]:
-    """Last dotted part of each key, or the whole key where the last part is ambiguous."""
-    leaves = [k.rsplit(".", 1)[-1] for k in keys]
-    return {k: (leaf if leaves.count(leaf) == 1 else k) for k, leaf in zip(keys, leaves)}
-
-
-def _points(axes: dict[str, list], combine) -> list[tuple[str, dict, dict]]:
-    """(name, overrides, {override key: sweep key}) for each point of a grid or zip axis."""
-    keys = list(axes)
-    short = _short_names(keys)
-    out = []
-    for values in combine(*(axes[k] for k in keys)):
-        point = dict(zip(keys, values))
-        name = ",".join(f"{short[k]}={v}" for k, v in point.items())
-        out.append((name, point, {k: None for k in keys}))
-    return out
-
-
-def expand_arms(spec: dict, src: str) -> tuple[dict[str, dict], dict[str, dict[str, str]]]:
-    """Arms in order: explicit `arms` x `grid` points x `zip` rows (absent parts are neutral).
-
-    Returns the arms' dotted overrides and, per arm, the sweep key each override came from.
-    """
-    explicit = _mapping(spec.get("arms"), src, "arms")
-    parts: list[list[tuple[str, dict, dict]]] = []
-    if explicit:
-        part = []
-        for name, overrides in explicit.items():
-            overrides = _mapping(overrides, src, f"arms.{name}")
-            part.append((str(name), overrides, {k: f"arms.{name}" for k in overrides}))
-        parts.append(part)
-    grid = _axis_lists(spec.get("grid"), src, "grid")
-    if grid:
-        points = _points(grid, itertools.product)
-        parts.append([(n, o, {k: "grid" for k in w}) for n, o, w in points])
-    zipped = _axis_lists(spec.get("zip"), src, "zip")
-    if zipped:
-        lengths = {k: len(v) for k, v in zipped.items()}
-        if len(set(lengths.values())) > 1:
-            raise ConfigError(src, "zip", f"lists must have equal lengths, got {lengths}")
-        parts.append([(n, o, {k: "zip" for k in w}) for n, o, w in _points(zipped, zip)])
-    if not parts:
-        raise ConfigError(src, "arms", "a sweep needs `arms`, `grid` or `zip`")
-    arms: dict[str, dict] = {}
-    where: dict[str, dict[str, str]] = {}
-    for combo in itertools.product(*parts):
-        name = "/".join(n for n, _, _ in combo)
-        if name in arms:
-            raise ConfigError(src, "arms", f"two arms are both named {name!r}")
-        arms[name] = {k: v for _, o, _ in combo for k, v in o.items()}
-        where[name] = {k: w for _, _, ws in combo for k, w in ws.items()}
-    return arms, where
-
-
 def _int(value: Any, src: str, key: str, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(src, key, f"expected an integer >= {minimum}, got {value!r}")
@@ -209,7 +120,7 @@ def _read_spec(path: Path) -> tuple[dict, str]:
 
 
 def _budget(spec: dict, src: str) -> dict[str, int]:
-    budget = _mapping(spec["budget"], src, "budget")
+    budget = mapping(spec["budget"], src, "budget")
     if len(budget) != 1 or next(iter(budget)) not in ("steps", "tokens"):
         raise ConfigError(src, "budget", f"expected {{steps: N}} or {{tokens: N}}, got {budget!r}")
     kind, value = next(iter(budget.items()))
@@ -269,15 +180,15 @@ def load_sweep(path: str | Path, cli_overrides: list[str] | tuple[str, ...] = ()
         raise ConfigError(src, "seeds", f"duplicate seeds in {list(seeds)}")
     budget = _budget(spec, src)
     max_attempts = _int(spec.get("max_attempts", DEFAULT_MAX_ATTEMPTS), src, "max_attempts", 1)
-    overrides = _mapping(spec.get("overrides"), src, "overrides")
-    common: list[tuple[str, dict]] = [("overrides", _nest(overrides, src, "overrides."))]
+    overrides = mapping(spec.get("overrides"), src, "overrides")
+    common: list[tuple[str, dict]] = [("overrides", nest(overrides, src, "overrides."))]
     plugins = spec.get("plugins") or []
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
         raise ConfigError(src, "plugins", f"expected a list of module names, got {plugins!r}")
     if plugins:
         common.append(("", {"plugins": plugins}))
-    common.append(("tracking", {"tracking": _mapping(spec.get("tracking"), src, "tracking")}))
-    report = _mapping(spec.get("report"), src, "report")
+    common.append(("tracking", {"tracking": mapping(spec.get("tracking"), src, "tracking")}))
+    report = mapping(spec.get("report"), src, "report")
     for key in report:
         if key not in ("dir", "title"):
             raise ConfigError(
@@ -289,7 +200,7 @@ def load_sweep(path: str | Path, cli_overrides: list[str] | tuple[str, ...] = ()
     arms, where = expand_arms(spec, src)
     steps_by_arm: dict[str, int] = {}
     for arm, overrides in arms.items():
-        layers = [*common, ("arm", _nest(overrides, src, f"arms.{arm}."))]
+        layers = [*common, ("arm", nest(overrides, src, f"arms.{arm}."))]
         cfg = _resolve(base, layers, cli, src, where[arm], arm)
         if "steps" in budget:
             steps_by_arm[arm] = budget["steps"]
@@ -318,7 +229,7 @@ def load_sweep(path: str | Path, cli_overrides: list[str] | tuple[str, ...] = ()
         for seed in seeds:
             layers = [
                 *common,
-                ("arm", _nest(overrides, src, f"arms.{arm}.")),
+                ("arm", nest(overrides, src, f"arms.{arm}.")),
                 ("budget", {"train": {"steps": steps, "seed": seed}}),
             ]
             cfg = _resolve(base, layers, cli, src, where[arm], arm)
