@@ -5,7 +5,7 @@ layers, 16 x 128 tokens) for fp32, bf16 and fp8_block (emulation backend on CPU)
 evaluation pass; median CPU time of this process over `--steps` steps after 3 warm-up steps
 (with one thread, CPU time is close to what a quiet machine's wall clock would show).
 Quantization errors (PyTorch references, the same numerics as the kernels): relative Frobenius
-error of 1x128 / 128x128 quantization, the outlier case of spec §6 check 16, and the
+error of 1x128 / 128x128 quantization, the outlier case of docs/design.md check 16, and the
 block-scaled GEMM vs the fp32 GEMM at K = 4096 (check 17).
 
     python benchmarks/bench_precision.py [--steps 15] [--threads 1]

@@ -67,7 +67,7 @@ class MLA(Attention):
 
     @classmethod
     def cache_variants(cls, cfg: Config) -> list[Config]:
-        """The other `cache_impl` paths: same weights, same outputs (spec §1.4)."""
+        """The other `cache_impl` paths: same weights, same outputs (docs/design.md#mla)."""
         impls = typing.get_args(typing.get_type_hints(cls.Config)["cache_impl"])
         return [dataclasses.replace(cfg, cache_impl=i) for i in impls if i != cfg.cache_impl]
 

@@ -146,7 +146,7 @@ class FP8Block(AutocastPrecision):
         granularity: Literal["block", "per_token", "per_tensor"] = "block"
         scale_fmt: Literal["fp32", "ue8m0"] = "fp32"  # weights, gradients, uncached inputs
         # the Fprop input cached as FP8 and re-tiled 1x128 -> 128x1 for Wgrad: power-of-two
-        # scales make the re-tiling lossless (V3 §3.3.3, spec §4.1 "Activation storage")
+        # scales make the re-tiling lossless (V3 §3.3.3; docs/design.md#fp8)
         cached_scale_fmt: Literal["fp32", "ue8m0"] = "ue8m0"
         cache_fp8_activations: bool = True  # Wgrad reads x from its 1x128 FP8 copy (V3)
         # gradient amax floor: only guards all-zero tiles (activations keep DeepSeek's 1e-4)

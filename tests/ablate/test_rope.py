@@ -1,6 +1,6 @@
-"""RoPE: interleaved vs half-split (spec §6.14), rotations vs the closed form computed without
-the table (plain and YaRN), and YaRN's correction range, frequency multipliers and temperature
-(spec §1.2, §6.2-3) at DeepSeek-V3's values."""
+"""RoPE: interleaved vs half-split (docs/design.md check 14), rotations vs the closed form
+computed without the table (plain and YaRN), and YaRN's correction range, frequency
+multipliers and temperature (docs/design.md#rope-and-yarn, checks 2-3) at DeepSeek-V3's values."""
 
 from __future__ import annotations
 

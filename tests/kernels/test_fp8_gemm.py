@@ -1,4 +1,4 @@
-"""Block-scaled FP8 GEMM: Triton kernel vs "dequantize, then fp32 matmul" (spec §6 check 17),
+"""Block-scaled FP8 GEMM: Triton kernel vs "dequantize, then fp32 matmul" (docs/design.md check 17),
 per-K-block scale placement, odd shapes, and launcher validation."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import torch
 from kernels.fp8_gemm import fp8_gemm, fp8_gemm_ref
 from kernels.fp8_quant import act_quant, weight_quant
 
-REF_REL = 1e-6  # spec: kernel vs dequantize-then-fp32-matmul, fp32 output
+REF_REL = 1e-6  # design.md check 17: kernel vs dequantize-then-fp32-matmul, fp32 output
 BF16_ULP_REL = 2.0**-8  # bf16 keeps 8 significant bits: RNE adds <= 2^-8 relative per element
 
 
@@ -61,7 +61,7 @@ def test_scales_applied_per_k_block_and_per_n_block():
 def test_gemm_vs_unquantized_check_17():
     x, w, ops = _operands(64, 128, 4096, 128)
     out = fp8_gemm(*ops, out_dtype=torch.float32)
-    assert 0.03 < _rel(out, x @ w.t()) < 0.045  # spec: ~0.037 at K = 4096
+    assert 0.03 < _rel(out, x @ w.t()) < 0.045  # design.md check 17: ~0.037 at K = 4096
 
 
 def test_zero_operand_gives_zeros():

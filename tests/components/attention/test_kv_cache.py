@@ -1,4 +1,5 @@
-"""KV-cache bytes per token from the real cache buffers vs the closed forms of spec §1.3 / §6.1,
+"""KV-cache bytes per token from the real cache buffers vs the closed forms of docs/design.md#mla
+(and #reference-values check 1),
 and cache contents position by position after prefill and each decode step.
 
 Paper-scale models are built on the meta device (no memory, no compute).
@@ -75,7 +76,7 @@ def test_v3_whole_model_metrics_on_meta():
     assert got["kv_cache_bf16_bytes_per_token"] == 70_272
     assert got["kv_cache_elems_per_token"] == 35_136
     assert got["kv_cache_bytes_per_token_per_layer"] == 576 * BF16_BYTES
-    # Attention parameters per layer (spec §1.3): 187.1 M for V3.
+    # Attention parameters per layer (docs/design.md#mla): 187.1 M for V3.
     d, q, n_h, d_h, d_r, d_v, d_c = 7168, 1536, 128, 128, 64, 128, 512
     closed = (
         d * q

@@ -1,5 +1,5 @@
-"""MLA: spec §1 equations vs an independent reference, naive vs absorbed decoding (§6.10),
-RoPE convention (§6.14) and relative positions, causality, YaRN scale (§6.2), config errors."""
+"""MLA: docs/design.md#mla equations vs an independent reference, naive vs absorbed (check 10),
+RoPE convention (check 14), relative positions, causality, YaRN scale (check 2), config errors."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def rms(x, weight):
 
 
 def rotate(x_BTHR, layout: str, theta: float = 10000.0):
-    """RoPE written out from spec §1.2: interleaved = DS-code's complex form; half = Llama's."""
+    """RoPE as in design.md#rope-and-yarn: interleaved = DS-code's complex form; half = Llama's."""
     T, R = x_BTHR.shape[1], x_BTHR.shape[-1]
     freqs = theta ** (-torch.arange(0, R, 2, dtype=torch.float64) / R)
     angles_T1P = torch.outer(torch.arange(T, dtype=torch.float64), freqs)[:, None, :]
@@ -103,7 +103,7 @@ def test_naive_absorbed_and_full_forward_agree(fields):
     absorbed = build_mla(**fields, cache_impl="absorbed")
     naive = build_mla(**fields, cache_impl="naive")
     naive.load_state_dict(absorbed.state_dict())
-    x = torch.randn(2, 13, 64)  # 10-token prefill, 3 decode steps (as in spec §1.4)
+    x = torch.randn(2, 13, 64)  # 10-token prefill, 3 decode steps (as in docs/design.md check 10)
     with torch.no_grad():
         full = absorbed(x)  # no cache: the training (materialised) path
         a, n = prefill_and_decode(absorbed, x, 10), prefill_and_decode(naive, x, 10)
@@ -202,7 +202,7 @@ def test_softmax_scale(max_len, yarn, mscale, expected):
     mcfg = ModelConfig(dim=7168, num_heads=128, max_seq_len=max_len)
     with torch.device("meta"):
         attn = build_mla(mcfg, **V3_MLA, yarn=yarn, mscale=mscale)
-    assert attn.softmax_scale == pytest.approx(expected, rel=5e-5)  # spec rounds m^2
+    assert attn.softmax_scale == pytest.approx(expected, rel=5e-5)  # design.md check 2 rounds m^2
 
 
 def test_yarn_off_when_max_len_within_original():

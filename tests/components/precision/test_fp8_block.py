@@ -1,4 +1,4 @@
-"""fp8_block: model transform, DeepSeek-V3 tilings per GEMM (spec §6 check 19), gradients vs
+"""fp8_block: model transform, DeepSeek-V3 tilings per GEMM (docs/design.md check 19), gradients vs
 fp32 autograd and vs the Triton kernels, optimizer state dtypes, and a short training run."""
 
 from __future__ import annotations

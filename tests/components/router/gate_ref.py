@@ -1,5 +1,6 @@
-"""Oracle for the gate: DeepSeek-V3's `Gate.forward` algorithm (spec §2.2) in plain PyTorch,
-with the 2025-02 -inf group mask and an fp32 bias attached by hand, as spec check 12 asks."""
+"""Oracle for the gate: DeepSeek-V3's `Gate.forward` algorithm (docs/design.md#deepseekmoe) in
+plain PyTorch, with the 2025-02 -inf group mask and an fp32 bias attached by hand (design.md
+check 12)."""
 
 from __future__ import annotations
 
