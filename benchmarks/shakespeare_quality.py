@@ -1,4 +1,4 @@
-"""Quality per token and time against nanoGPT's CPU baseline (../shared/baselines.md).
+"""Quality per token and time against nanoGPT's CPU baseline (BENCHMARKS.md).
 
 Trains `sweeps/base/shakespeare_char.yaml` (2000 steps x 768 tokens) and reports the exact
 full-split validation loss, the first evaluated step at which it is at or below nanoGPT's
