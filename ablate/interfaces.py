@@ -77,6 +77,13 @@ class Component(nn.Module):
         speed or speculative acceptance. `corpus` is the trial's `ablate.core.data.Corpus`."""
         return {}
 
+    def drafter(self, model: nn.Module) -> Drafter | None:
+        """A `Drafter` for greedy speculative decoding of `model`, or None (the default).
+
+        Decoding loops ask every component and use the first drafter offered.
+        """
+        return None
+
 
 class Attention(Component):
     """Causal self-attention: (B, T, D) -> (B, T, D).
@@ -193,6 +200,29 @@ class MTP(Component):
         `h_BTD` is the trunk output before the final norm; `model` is the Transformer (its
         `tok_emb`, `final_norm` and `head` are the shared embedding, norm and head).
         """
+
+
+class Drafter(ABC):
+    """Proposes `num_drafts` (K) tokens ahead of the main model, for one sequence at a time.
+
+    A decoding loop calls `reset` per sequence, `observe` with the main model's trunk output
+    (before the final norm) at positions whose input ids are committed, and `propose` with
+    every committed id; it keeps the longest prefix of drafts the main model agrees with.
+    """
+
+    num_drafts: int
+
+    @abstractmethod
+    def reset(self, max_len: int, dtype: torch.dtype, device: torch.device) -> None:
+        """Start a sequence of at most `max_len` positions (allocate caches)."""
+
+    @abstractmethod
+    def observe(self, h_1TD: torch.Tensor, start_pos: int) -> None:
+        """Record the main hidden states of positions `start_pos .. start_pos+T-1`."""
+
+    @abstractmethod
+    def propose(self, ids_1T: torch.Tensor) -> torch.Tensor:
+        """Drafts (1, K) for positions T..T+K-1, given the committed ids t_0..t_{T-1}."""
 
 
 class Precision(ABC):

@@ -3,8 +3,8 @@
 Works with any attention that implements `new_cache` (see `ablate.interfaces.Attention`).
 A cache slot at position p is only read by queries at positions >= p and is overwritten when
 p is decoded again, so a caller that discards drafted tokens (speculative decoding) only has
-to move `start_pos` back: no cache rollback is needed.
-Shapes (docs/design.md#shapes): B batch, T time, V vocabulary.
+to move `start_pos` back: no cache rollback is needed. Also loads trained trials for
+inference. Shapes: B batch, T time, V vocabulary.
 """
 
 from __future__ import annotations
@@ -14,37 +14,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ablate.infer.sampling import model_dtype, sample_next
+from ablate.infer.speculative import find_drafter, speculative_generate
 
-def sample_next(
-    logits_BV: torch.Tensor,
-    *,
-    temperature: float = 0.0,
-    top_k: int = 0,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """Next token ids (B,) from last-position logits: greedy at temperature 0, else sampled.
-
-    Args:
-        logits_BV: logits for the next position.
-        temperature: 0 for argmax; otherwise logits are divided by it before the softmax.
-        top_k: keep only the k most likely tokens before sampling (0 = all).
-        generator: random source for sampling (reproducible with a seeded generator).
-    """
-    if temperature < 0 or top_k < 0:
-        raise ValueError(f"temperature ({temperature}) and top_k ({top_k}) must be >= 0")
-    if temperature == 0:
-        return logits_BV.argmax(dim=-1)
-    logits_BV = logits_BV.float() / temperature
-    if 0 < top_k < logits_BV.shape[-1]:
-        kth_B1 = logits_BV.topk(top_k, dim=-1).values[:, -1:]
-        logits_BV = logits_BV.masked_fill(logits_BV < kth_B1, float("-inf"))
-    probs_BV = torch.softmax(logits_BV, dim=-1)
-    return torch.multinomial(probs_BV, 1, generator=generator).squeeze(-1)
-
-
-def model_dtype(model: nn.Module) -> torch.dtype:
-    """The dtype caches are allocated in: that of the model's floating-point weights."""
-    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+MTP_PREFIX = "mtp."  # state-dict keys of the model's `mtp` slot
 
 
 @torch.no_grad()
@@ -57,7 +30,7 @@ def generate(
     top_k: int = 0,
     seed: int | None = None,
     use_cache: bool = True,
-    speculative: str | None = None,
+    speculative: bool | str | None = None,
 ) -> torch.Tensor:
     """Extend `prompt_ids_BT` by `max_new_tokens` tokens; returns (B, T + max_new_tokens).
 
@@ -69,15 +42,16 @@ def generate(
         seed: seeds the sampling generator (None: torch's global generator).
         use_cache: prefill + one-token decode steps with KV caches; False recomputes the
             whole sequence each step (the reference the cached path must match).
-        speculative: "mtp" drafts with the model's MTP modules and verifies the drafts in one
-            main forward (greedy only; output identical to plain greedy decoding).
+        speculative: True drafts with the drafter a model component offers and verifies the
+            drafts in one main forward (greedy only; output identical to plain greedy
+            decoding); a string asks only components of that registry group or name ("mtp").
     """
-    if speculative is not None:
-        if speculative != "mtp" or temperature != 0:
-            raise ValueError(f"speculative={speculative!r}: only 'mtp' with temperature 0")
-        from ablate.infer.speculative import speculative_generate
-
-        return speculative_generate(model, prompt_ids_BT, max_new_tokens)
+    if speculative:
+        if temperature != 0:
+            raise ValueError(f"speculative={speculative!r} needs temperature 0 (greedy only)")
+        name = speculative if isinstance(speculative, str) else None
+        drafter = find_drafter(model, name)
+        return speculative_generate(model, prompt_ids_BT, max_new_tokens, drafter=drafter)
     B, T = prompt_ids_BT.shape
     total = T + max_new_tokens
     if T == 0 or max_new_tokens < 0:
@@ -128,3 +102,18 @@ def load_trial(trial_dir: str | Path, device: str = "cpu"):
     state = torch.load(trial / CHECKPOINT, map_location=device, weights_only=False)["model"]
     model.load_state_dict(state)
     return model.eval(), corpus.tokenizer
+
+
+def drop_mtp(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A model state dict without its MTP modules (for a model built with `mtp: none`)."""
+    return {k: v for k, v in state_dict.items() if not k.startswith(MTP_PREFIX)}
+
+
+def load_without_mtp(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> nn.Module:
+    """Load a checkpoint trained with MTP into `model` (built without it); strict otherwise.
+
+    `state_dict` is a model state dict or a trainer checkpoint (with key "model").
+    """
+    state = state_dict.get("model", state_dict)
+    model.load_state_dict(drop_mtp(state), strict=True)
+    return model

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ablate import registry
-from ablate.interfaces import MTP, BuildContext
+from ablate.interfaces import MTP, BuildContext, Drafter
+from ablate.nn.drafting import DepthDrafter
 from ablate.registry import register
 
 IGNORE = -100  # cross-entropy ignore index for positions without a target
@@ -197,6 +198,10 @@ class MultiTokenPrediction(MTP):
         term, self._term = self._term, None
         return {} if term is None else {"mtp": term}
 
+    def drafter(self, model: nn.Module) -> Drafter:
+        """Speculative decoding: depth k drafts the token k ahead of the main model's next."""
+        return DepthDrafter(self, model)
+
     def after_optimizer_step(self) -> None:
         self.num_steps += 1
 
@@ -235,7 +240,7 @@ class MultiTokenPrediction(MTP):
         return out
 
     def _speculative(self, model: nn.Module, val_N: torch.Tensor) -> dict[str, float]:
-        from ablate.infer.speculative import compare_decoding
+        from ablate.infer.compare import compare_decoding
 
         max_len = model.cfg.max_seq_len
         prompt_len = min(self.cfg.spec_prompt_len, max_len // 2)

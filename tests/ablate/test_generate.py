@@ -8,7 +8,8 @@ import torch
 
 from ablate import registry
 from ablate.core.model import Transformer
-from ablate.infer.generate import generate, sample_next
+from ablate.infer.generate import generate
+from ablate.infer.sampling import sample_next
 from tests.conftest import tiny_model_config
 
 ATTENTIONS = {

@@ -6,14 +6,9 @@ import pytest
 import torch
 
 from ablate.core.model import Transformer
-from ablate.infer.generate import generate
-from ablate.infer.speculative import (
-    SpecStats,
-    compare_decoding,
-    drop_mtp,
-    load_without_mtp,
-    speculative_generate,
-)
+from ablate.infer.compare import compare_decoding
+from ablate.infer.generate import drop_mtp, generate, load_without_mtp
+from ablate.infer.speculative import SpecStats, speculative_generate
 from ablate.registry import get
 from tests.conftest import tiny_model_config
 
