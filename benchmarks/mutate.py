@@ -46,9 +46,9 @@ class Mutant:
 MUTANTS = [
     Mutant(
         "fp8_dgrad_scales_reshaped",
-        "components/precision/fp8_block.py",
-        "sw.t().contiguous()",
-        "sw.reshape(sw.shape[1], sw.shape[0]).contiguous()",
+        "ablate/nn/fp8_recipe.py",
+        "return q_OI.t().contiguous(), s.t().contiguous(), TILE",
+        "return q_OI.t().contiguous(), s.reshape(s.shape[1], s.shape[0]).contiguous(), TILE",
         ("tests/components/precision/test_fp8_grads.py",),
     ),
     Mutant(
@@ -84,7 +84,14 @@ MUTANTS = [
         "ablate/core/data.py",
         "Corpus(tokenizer, ids_N[:-n_val], ids_N[-n_val:], info)",
         "Corpus(tokenizer, ids_N[: len(ids_N) - n_val + cfg.seq_len], ids_N[-n_val:], info)",
-        ("tests/ablate/test_data.py",),
+        ("tests/ablate/test_data.py::test_no_training_window_touches_a_validation_token",),
+    ),
+    Mutant(
+        "train_windows_shifted_into_val",
+        "ablate/core/data.py",
+        "win_BT = corpus.train_N[idx_BT]",
+        "win_BT = torch.cat((corpus.train_N, corpus.val_N))[idx_BT + cfg.seq_len]",
+        ("tests/ablate/test_data.py::test_no_training_window_touches_a_validation_token",),
     ),
     Mutant(
         "eval_tail_batch_dropped",
@@ -117,9 +124,9 @@ MUTANTS = [
     Mutant(
         "mla_absorbed_swapped_up_proj",
         "components/attention/mla.py",
-        "w_uk_HNC, w_uv_HVC = w_HXC[:, :N], w_HXC[:, N:]",
-        "w_uv_HVC, w_uk_HNC = w_HXC[:, :N], w_HXC[:, N:]",
-        ("tests/components/attention/test_mla.py",),
+        "w_uk_HZC, w_uv_HUC = ",
+        "w_uv_HUC, w_uk_HZC = ",
+        ("tests/components/attention/test_mla.py::test_cached_decoding_matches_spec_reference[equal-absorbed]",),
     ),
     Mutant(
         "causal_mask_off_by_one",
@@ -140,8 +147,8 @@ MUTANTS = [
     Mutant(
         "mtp_label_shift",
         "components/mtp/mtp.py",
-        "labels_BT = F.pad(full_BT1[:, k + 1 :], (0, k), value=IGNORE)[:, :T]",
-        "labels_BT = F.pad(full_BT1[:, k:], (0, k), value=IGNORE)[:, :T]",
+        "[:, k + 1 :], (0, k), value=IGNORE)",
+        "[:, k:], (0, k), value=IGNORE)",
         ("tests/components/mtp/test_mtp.py",),
     ),
     Mutant(
@@ -213,7 +220,7 @@ def check_imports(root: Path) -> None:
 
 
 def run_tests(root: Path, tests: tuple[str, ...]) -> tuple[str, float]:
-    """'passed', 'failed' or 'timeout', and the seconds pytest took."""
+    """'passed', 'timeout' or the first failing test's id, and the seconds pytest took."""
     cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
     t0 = time.perf_counter()
     try:
@@ -222,7 +229,13 @@ def run_tests(root: Path, tests: tuple[str, ...]) -> tuple[str, float]:
         )
     except subprocess.TimeoutExpired:
         return "timeout", time.perf_counter() - t0
-    return ("passed" if proc.returncode == 0 else "failed"), time.perf_counter() - t0
+    secs = time.perf_counter() - t0
+    if proc.returncode == 0:
+        return "passed", secs
+    failed = [
+        ln.split()[1] for ln in proc.stdout.splitlines() if ln.startswith(("FAILED", "ERROR"))
+    ]
+    return (failed[0] if failed else f"pytest exit {proc.returncode}"), secs
 
 
 def mutate(root: Path, m: Mutant) -> tuple[str, float]:
@@ -234,7 +247,7 @@ def mutate(root: Path, m: Mutant) -> tuple[str, float]:
         outcome, secs = run_tests(root, m.tests)
     finally:
         path.write_text(text)
-    return ("survived" if outcome == "passed" else f"killed ({outcome})"), secs
+    return ("survived" if outcome == "passed" else f"killed by {outcome}"), secs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -268,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         for m in chosen:
             result, secs = mutate(root, m)
             survived += result == "survived"
-            print(f"{m.name:32s} {result:18s} {secs:6.1f} s  {m.file}", flush=True)
+            print(f"{m.name:30s} {secs:5.1f} s  {result}", flush=True)
     print(f"{len(chosen) - survived} of {len(chosen)} mutants killed, {survived} survived")
     return 1 if survived else 0
 

@@ -1,6 +1,8 @@
-"""fp8_block Dgrad and Wgrad values vs fp32 autograd on non-square block grids whose 128x128
-blocks (and 128-token tiles) differ in magnitude by up to 2^6, so a scale applied to the
-wrong block cannot hide behind blocks that all share one amax.
+"""fp8_block Dgrad and Wgrad values vs fp32 autograd on non-square block grids whose blocks
+differ in magnitude (W: one off-diagonal 128x128 block x8; x: blocks of 128 tokens x 128
+features at 2^-2..2^3), so a scale applied to the wrong block cannot hide behind blocks that
+all share one amax: transposing W's or x's block scales by a reshape gives dx or dW a relative
+error of 1.1-1.2 here, against 0.036 when correct.
 
 Bound. E4M3 keeps 3 mantissa bits, so round-to-nearest puts every normal-range element within
 u = 2^-4 of itself (relative); per-tile scaling maps each tile's amax to 448, so only elements
@@ -33,11 +35,16 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def _block_magnitudes(rows: int, cols: int, block: tuple[int, int], seed: int) -> torch.Tensor:
-    """(rows, cols) factors 2^e, e drawn from -3..3 independently for each (br, bc) block."""
-    g = torch.Generator().manual_seed(seed)
+    """(rows, cols) factors 2^e per (br, bc) block: e = 0 but for one off-diagonal block at
+    e = 3 (x8) and, with a seed, a few more blocks at e = -2..2."""
     nr, nc = -(-rows // block[0]), -(-cols // block[1])
-    exp = torch.randint(-3, 4, (nr, nc), generator=g).float()
-    exp[0, -1] = 3.0  # an off-diagonal block 8x larger, as in the issue's counterexample
+    exp = torch.zeros(nr, nc)
+    if seed:
+        g = torch.Generator().manual_seed(seed)
+        exp = torch.randint(-2, 3, (nr, nc), generator=g).float() * (
+            torch.rand(nr, nc, generator=g) < 0.3
+        )
+    exp[0, -1] = 3.0  # an off-diagonal block 8x larger than the others
     full = (2.0**exp).repeat_interleave(block[0], 0).repeat_interleave(block[1], 1)
     return full[:rows, :cols]
 
@@ -63,9 +70,9 @@ def _gemm_bound(a, a_tiles, b, b_tiles) -> torch.Tensor:
 def _run(n_in: int, n_out: int, tokens: int, backend: str, cache_fp8: bool):
     lin = nn.Linear(n_in, n_out, bias=False)
     with torch.no_grad():
-        lin.weight.copy_(torch.randn(n_out, n_in) * _block_magnitudes(n_out, n_in, (TILE, TILE), 1))
+        lin.weight.copy_(torch.randn(n_out, n_in) * _block_magnitudes(n_out, n_in, (TILE, TILE), 0))
     x_MK = torch.randn(tokens, n_in) * _block_magnitudes(tokens, n_in, (TILE, TILE), 2)
-    dy_MN = torch.randn(tokens, n_out) * _block_magnitudes(tokens, n_out, (TILE, TILE), 3)
+    dy_MN = torch.randn(tokens, n_out)
     layer = FP8Linear(
         lin,
         _ops(backend),
