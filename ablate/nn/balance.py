@@ -42,11 +42,6 @@ def relative_load(loads_E: torch.Tensor) -> torch.Tensor:
     return torch.where(mean > 0, loads_E / mean.clamp_min(_TINY), torch.zeros_like(loads_E))
 
 
-def mean_sequence_maxvio(ids_NX: torch.Tensor, num_seqs: int, num_experts: int) -> float:
-    """Per-sequence MaxVio (loads counted within one sequence), averaged over sequences."""
-    return maxvio(sequence_counts(ids_NX, num_seqs, num_experts)).mean().item()
-
-
 def balance_loss(probs_WTE: torch.Tensor, chosen_WE: torch.Tensor, topk: int) -> torch.Tensor:
     """Sum_i f_i P_i per scope (one row of W), averaged over rows; no coefficient applied.
 

@@ -10,7 +10,6 @@ from ablate.nn.balance import (
     check_routing,
     expert_counts,
     maxvio,
-    mean_sequence_maxvio,
     relative_load,
     sequence_counts,
 )
@@ -34,7 +33,7 @@ def test_counts_and_relative_load():
     rel = relative_load(torch.tensor([3, 1, 0, 4]))
     torch.testing.assert_close(rel, torch.tensor([1.5, 0.5, 0.0, 2.0], dtype=torch.float64))
     # sequence 0 loads (1,2,0,1,0): mean 0.8, MaxVio 1.5; sequence 1 (1,0,1,2,0): 1.5
-    assert mean_sequence_maxvio(ids, 2, 5) == pytest.approx(1.5)
+    assert maxvio(sequence_counts(ids, 2, 5)).mean().item() == pytest.approx(1.5)
 
 
 def test_balance_loss_range_and_gradient():
