@@ -203,7 +203,7 @@ class MTP(Component):
 
 
 class Drafter(ABC):
-    """Proposes `num_drafts` (K) tokens ahead of the main model, for one sequence at a time.
+    """Proposes `num_drafts` (Y) tokens ahead of the main model, for one sequence at a time.
 
     A decoding loop calls `reset` per sequence, `observe` with the main model's trunk output
     (before the final norm) at positions whose input ids are committed, and `propose` with
@@ -222,7 +222,7 @@ class Drafter(ABC):
 
     @abstractmethod
     def propose(self, ids_1T: torch.Tensor) -> torch.Tensor:
-        """Drafts (1, K) for positions T..T+K-1, given the committed ids t_0..t_{T-1}."""
+        """Drafts (1, Y) for positions T..T+Y-1, given the committed ids t_0..t_{T-1}."""
 
 
 class Precision(ABC):
