@@ -97,9 +97,38 @@ class Lossy(Tokenizer):
 """
 
 
-def write_swa(tmp_path, kind: str) -> str:
-    """A sliding-window attention plugin `zz_swa_<kind>` in module `zz_swa_<kind>`."""
-    name = f"zz_swa_{kind}"
+TWO_PATHS = """
+import dataclasses
+from dataclasses import dataclass
+
+from ablate.registry import register
+from zz_paths_bad import SlidingWindow as Bad
+from zz_paths_good import SlidingWindow as Good
+
+
+@register("attention", "zz_paths")
+class TwoPaths(Good):
+    @dataclass(frozen=True, kw_only=True)
+    class Config(Good.Config):
+        store_keys: bool = True  # False: decode through the broken cache path
+
+    @classmethod
+    def cache_variants(cls, cfg):
+        return [dataclasses.replace(cfg, store_keys=False)]
+
+    def __init__(self, cfg, ctx):
+        super().__init__(cfg, ctx)
+        self.store_keys = cfg.store_keys
+
+    def forward(self, x_BTD, *, start_pos=0, cache=None):
+        impl = Good.forward if self.store_keys else Bad.forward
+        return impl(self, x_BTD, start_pos=start_pos, cache=cache)
+"""
+
+
+def write_swa(tmp_path, kind: str, name: str = "") -> str:
+    """A sliding-window attention plugin registered as `name` in module `name`."""
+    name = name or f"zz_swa_{kind}"
     src = SWA.replace("NAME", name).replace("STORE", STORES[kind])
     (tmp_path / f"{name}.py").write_text(textwrap.dedent(src))
     return name
@@ -152,6 +181,24 @@ def test_cli_fails_a_tokenizer_whose_decode_is_lossy(tmp_path, monkeypatch, caps
     assert (
         "FAIL  tokenizer/zz_lossy::tokenizer_round_trip: tokenizer/zz_lossy: "
         "decode(encode(text)) != text (first difference at character 30: 'hello" in out
+    )
+
+
+def test_cli_fails_a_broken_alternative_cache_path(tmp_path, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for kind in ("good", "bad"):
+        write_swa(tmp_path, kind, f"zz_paths_{kind}")
+    (tmp_path / "zz_paths.py").write_text(TWO_PATHS)
+    try:
+        assert main(["check", "attention/zz_paths", "--plugins", "zz_paths"]) == 1
+        out = capsys.readouterr().out
+    finally:
+        for name in ("zz_paths", "zz_paths_good", "zz_paths_bad"):
+            registry.unregister("attention", name)
+    assert "ok    attention/zz_paths::cached_decoding" in out
+    assert (
+        "FAIL  attention/zz_paths::cache_variants: attention/zz_paths: cache variant "
+        "store_keys=False: cached decoding differs from the full forward at position 1" in out
     )
 
 
