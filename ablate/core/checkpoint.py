@@ -7,22 +7,15 @@ config hash, so a resumed trial continues bit-identically to one that never stop
 from __future__ import annotations
 
 import json
-import os
 import random
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ablate.core.fsio import atomic_write, atomic_write_text  # noqa: F401 (re-exported)
+
 CHECKPOINT = "checkpoint.pt"
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary sibling then rename, so a kill never leaves half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def rng_state() -> dict:
@@ -52,7 +45,7 @@ def save_checkpoint(
         "step": step,
         "config_hash": cfg_hash,
     }
-    atomic_write(path, lambda p: torch.save(state, p))
+    atomic_write(path, lambda f: torch.save(state, f))  # a file object: ENOSPC is an OSError
 
 
 def load_checkpoint(
@@ -83,10 +76,9 @@ def truncate_metrics(path: Path, step: int) -> list[dict]:
     """Drop records past the checkpoint so a resumed run logs each step once; return the rest."""
     if not path.exists():
         return []
-    keep = [
-        r
-        for r in map(json.loads, filter(str.strip, path.read_text().splitlines()))
-        if r.get("step", 0) <= step
-    ]
-    atomic_write(path, lambda p: p.write_text("".join(json.dumps(r) + "\n" for r in keep)))
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    if lines and not lines[-1].endswith("}"):  # torn by a full disk or a kill mid-write
+        lines.pop()
+    keep = [r for r in map(json.loads, lines) if r.get("step", 0) <= step]
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
     return keep

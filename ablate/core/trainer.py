@@ -23,9 +23,10 @@ import torch
 
 from ablate.core import data as data_mod
 from ablate.core import repro
-from ablate.core.checkpoint import CHECKPOINT, atomic_write, load_checkpoint, truncate_metrics
+from ablate.core.checkpoint import CHECKPOINT, load_checkpoint, truncate_metrics
 from ablate.core.config import Config, code_fingerprints, config_hash
 from ablate.core.evaluate import collect_metrics, evaluate, final_metrics
+from ablate.core.fsio import atomic_write_text
 from ablate.core.trial import Callback, Trial, setup
 
 METRICS = "metrics.jsonl"
@@ -236,8 +237,8 @@ def _finish(run: Trial, prog: _Progress, t_start: float) -> dict[str, Any]:
     final = final_metrics(run.model, run.comps, run.corpus) if prog.status == "done" else {}
     summary = _summary(run, prog, final, t_start)
     if repro.git_info()["git_dirty"]:
-        (run.out / "git.diff").write_text(repro.git_info()["git_diff"])
-    atomic_write(run.out / "summary.json", lambda p: p.write_text(json.dumps(summary, indent=2)))
+        atomic_write_text(run.out / "git.diff", repro.git_info()["git_diff"])
+    atomic_write_text(run.out / "summary.json", json.dumps(summary, indent=2))
     for cb in run.callbacks:
         cb(summary)
     return summary

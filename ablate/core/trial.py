@@ -17,6 +17,7 @@ from ablate import registry
 from ablate.core import data as data_mod
 from ablate.core.checkpoint import CHECKPOINT, save_checkpoint
 from ablate.core.config import Config, config_hash, replace, to_yaml
+from ablate.core.fsio import atomic_write_text
 from ablate.core.model import Transformer
 from ablate.interfaces import Component, components
 
@@ -96,6 +97,6 @@ def setup(cfg: Config, out: Path, callbacks: Sequence[Callback] = ()) -> Trial:
     opt = precision.build_optimizer(
         param_groups(model, tc.weight_decay), lr=tc.lr, betas=(tc.beta1, tc.beta2)
     )
-    (out / "config.yaml").write_text(to_yaml(cfg))
+    atomic_write_text(out / "config.yaml", to_yaml(cfg))
     comps = list(components(model))
     return Trial(cfg, out, device, corpus, model, precision, opt, comps, callbacks)

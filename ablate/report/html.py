@@ -8,10 +8,12 @@ component: columns come from the resolved configs and from whatever metrics the 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
 
+from ablate.core.fsio import atomic_write_text
 from ablate.report import stats
 from ablate.report.charts import charts
 from ablate.report.table import SHOWN_METRICS, ablation_table, metric, precision_table
@@ -82,7 +84,7 @@ CSV_FIELDS = (
 
 
 def write_csv(path: Path, trials: list[dict]) -> None:
-    """One row per trial: identity, state and every scalar metric."""
+    """One row per trial: identity, state and every scalar metric (written atomically)."""
     extra = sorted(
         {
             k
@@ -91,17 +93,18 @@ def write_csv(path: Path, trials: list[dict]) -> None:
             if isinstance(v, (int, float)) and k not in SHOWN_METRICS
         }
     )
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=[*CSV_FIELDS, *extra])
-        w.writeheader()
-        for t in trials:
-            row = {
-                k: t.get(k, "")
-                for k in ("arm", "seed", "trial_id", "state", "attempts", "reason", "path")
-            }
-            for k in ("val_loss", "val_ppl", "tokens_per_s", "num_params", *extra):
-                row[k] = metric(t, k)
-            w.writerow(row)
+    f = io.StringIO(newline="")
+    w = csv.DictWriter(f, fieldnames=[*CSV_FIELDS, *extra])
+    w.writeheader()
+    for t in trials:
+        row = {
+            k: t.get(k, "")
+            for k in ("arm", "seed", "trial_id", "state", "attempts", "reason", "path")
+        }
+        for k in ("val_loss", "val_ppl", "tokens_per_s", "num_params", *extra):
+            row[k] = metric(t, k)
+        w.writerow(row)
+    atomic_write_text(path, f.getvalue())
 
 
 def render(run_dir: str | Path, out_dir: str | Path, title: str = "") -> Path:
@@ -117,7 +120,6 @@ def render(run_dir: str | Path, out_dir: str | Path, title: str = "") -> Path:
         ledger.close()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    write_csv(out / "results.csv", trials)
     env = Environment(
         loader=FileSystemLoader(Path(__file__).parent / "templates"),
         autoescape=select_autoescape(default=True, default_for_string=True),
@@ -141,5 +143,6 @@ def render(run_dir: str | Path, out_dir: str | Path, title: str = "") -> Path:
         },
     )
     path = out / "index.html"
-    path.write_text(html)
+    write_csv(out / "results.csv", trials)  # after rendering: a killed render leaves neither
+    atomic_write_text(path, html)
     return path
