@@ -2,53 +2,40 @@
 
 Rows record each trial's state, attempts, directory and final metrics. Every write is one
 `BEGIN IMMEDIATE` transaction, so parallel worker processes never lose a row. The stored spec
-fingerprint guards against mixing the results of two different sweep specs.
+fingerprint guards against mixing the results of two different sweep specs, and the holders
+table (`holders.py`) against two different specs running at once. A read-only or full ledger
+raises `StorageError` naming the file.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
+from ablate.core.fsio import StorageError
+from ablate.study import holders, ledger_db
+from ablate.study.holders import SweepBusy, pid_alive
+
+__all__ = ["Ledger", "SpecChanged", "SweepBusy", "StorageError"]
+
 STATES = ("pending", "running", "done", "diverged", "failed")
 FINISHED = ("done", "diverged")
-TRANSITIONS = {  # allowed state changes; running -> running is a resume after a killed run
+# Allowed state changes; running -> running is a resume after a killed run, running -> pending
+# gives back a trial stopped by Ctrl-C or a filesystem fault (it resumes from its checkpoint).
+TRANSITIONS = {
     "pending": {"running"},
-    "running": {"running", "done", "diverged", "failed"},
+    "running": {"pending", "running", "done", "diverged", "failed"},
     "failed": {"running"},
     "done": set(),
     "diverged": set(),
 }
-LOCK_TIMEOUT_S = 60.0  # how long a writer waits for another process's transaction
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS trials (
-    trial_id TEXT PRIMARY KEY, arm TEXT NOT NULL, seed INTEGER NOT NULL,
-    state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, path TEXT NOT NULL,
-    overrides TEXT NOT NULL, config TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '',
-    metrics TEXT NOT NULL DEFAULT '{}', active INTEGER NOT NULL DEFAULT 1,
-    pid INTEGER, updated REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
 
 
 class SpecChanged(ValueError):
     """The sweep file changed in a way that changes trials the ledger already finished."""
-
-
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
 
 
 class Ledger:
@@ -56,24 +43,16 @@ class Ledger:
 
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
-        if readonly:
-            if not self.path.exists():
-                raise ValueError(f"no ledger at {self.path}; run `ablate run` first")
-            uri = f"file:{self.path.resolve()}?mode=ro"
-            self.db = sqlite3.connect(uri, uri=True, timeout=LOCK_TIMEOUT_S, isolation_level=None)
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, timeout=LOCK_TIMEOUT_S, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.executescript(_SCHEMA)
-        self.db.row_factory = sqlite3.Row
+        if readonly and not self.path.exists():
+            raise ValueError(f"no ledger at {self.path}; run `ablate run` first")
+        self.db = ledger_db.connect(self.path, readonly=readonly)
 
     def close(self) -> None:
         self.db.close()
 
     def _write(self):
         """A transaction that takes the write lock at once (no lost updates between readers)."""
-        return _Txn(self.db)
+        return ledger_db.Txn(self.db, self.path)
 
     # ------------------------------------------------------------------ spec and rows
 
@@ -93,6 +72,13 @@ class Ledger:
         wanted = {(t.arm, t.seed): t for t in sweep.trials}
         ids = {t.trial_id for t in sweep.trials}
         with self._write():
+            holders.hold(
+                self.db,
+                fingerprint=sweep.fingerprint(),
+                command=" ".join(["ablate run", str(sweep.path), *sweep.cli_overrides]),
+                name=sweep.name,
+                where=self.path,
+            )
             rows = self.db.execute("SELECT trial_id, arm, seed, state FROM trials").fetchall()
             changed = [
                 r
@@ -173,7 +159,8 @@ class Ledger:
         """Atomically take the next runnable trial and mark it `running` by this process.
 
         Runnable: `pending`; `running` whose process is gone (resumed from its checkpoint);
-        `failed` with fewer than `max_attempts` attempts. Returns the row or None.
+        `failed` with fewer than `max_attempts` attempts, unless it failed deterministically.
+        Returns the row or None.
         """
         with self._write():
             rows = self.db.execute("SELECT * FROM trials WHERE active = 1 ORDER BY rowid")
@@ -182,8 +169,12 @@ class Ledger:
                     continue
                 runnable = (
                     r["state"] == "pending"
-                    or (r["state"] == "running" and not _pid_alive(r["pid"]))
-                    or (r["state"] == "failed" and r["attempts"] < max_attempts)
+                    or (r["state"] == "running" and not pid_alive(r["pid"]))
+                    or (
+                        r["state"] == "failed"
+                        and r["attempts"] < max_attempts
+                        and not r["no_retry"]
+                    )
                 )
                 if runnable:
                     self._set(
@@ -197,9 +188,18 @@ class Ledger:
         return None
 
     def finish(
-        self, trial_id: str, state: str, *, reason: str = "", metrics: dict[str, Any] | None = None
+        self,
+        trial_id: str,
+        state: str,
+        *,
+        reason: str = "",
+        metrics: dict[str, Any] | None = None,
+        retry: bool = True,
     ) -> None:
-        """Record a trial's end state (`done`, `diverged` or `failed`) and final metrics."""
+        """Record a trial's end state (`done`, `diverged` or `failed`) and final metrics.
+
+        `retry=False` marks a deterministic failure: `claim` never runs the trial again.
+        """
         with self._write():
             row = self.db.execute(
                 "SELECT state FROM trials WHERE trial_id = ?", (trial_id,)
@@ -213,7 +213,31 @@ class Ledger:
                 reason=reason,
                 pid=None,
                 metrics=json.dumps(metrics or {}, default=str),
+                no_retry=int(not retry),
             )
+
+    def release(self, trial_id: str) -> None:
+        """Give back a `running` trial stopped by Ctrl-C or a filesystem fault (no attempt used)."""
+        with self._write():
+            row = self.db.execute(
+                "SELECT state, attempts FROM trials WHERE trial_id = ?", (trial_id,)
+            ).fetchone()
+            if row is not None and row["state"] == "running":
+                attempts = max(0, row["attempts"] - 1)
+                self._set(trial_id, "running", "pending", pid=None, attempts=attempts)
+
+    def release_dead(self) -> list[str]:
+        """`release` every `running` trial whose process is gone (workers stopped by Ctrl-C)."""
+        rows = self.db.execute("SELECT trial_id, pid FROM trials WHERE state = 'running'")
+        dead = [r["trial_id"] for r in rows.fetchall() if not pid_alive(r["pid"])]
+        for trial_id in dead:
+            self.release(trial_id)
+        return dead
+
+    def release_hold(self) -> None:
+        """This process no longer runs the sweep (see `holders.py`)."""
+        with self._write():
+            holders.release(self.db)
 
     def reap(self) -> list[str]:
         """Mark `running` trials whose process died as `failed` (a crashed worker)."""
@@ -221,7 +245,7 @@ class Ledger:
         with self._write():
             rows = self.db.execute("SELECT * FROM trials WHERE state = 'running'").fetchall()
             for r in rows:
-                if not _pid_alive(r["pid"]):
+                if not pid_alive(r["pid"]):
                     self._set(
                         r["trial_id"],
                         "running",
@@ -240,14 +264,3 @@ class Ledger:
         self.db.execute(
             f"UPDATE trials SET {cols} WHERE trial_id = ?", (*fields.values(), trial_id)
         )
-
-
-class _Txn:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-
-    def __enter__(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        self.db.execute("ROLLBACK" if exc_type else "COMMIT")

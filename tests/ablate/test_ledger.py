@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 import pytest
 
-from ablate.study.ledger import Ledger, SpecChanged
+from ablate.study.ledger import Ledger, SpecChanged, SweepBusy
 from ablate.study.sweep import load_sweep
 from tests.ablate.sweep_helpers import write_sweep
 
@@ -114,3 +115,51 @@ def test_parallel_writers_lose_no_row(tmp_path, monkeypatch):
     assert len(rows) == NUM_SEEDS
     assert all(r["state"] == "done" and r["attempts"] == 1 for r in rows)
     assert sorted(r["metrics"]["seed"] for r in rows) == list(range(NUM_SEEDS))
+
+
+def _holder(ledger: Ledger, pid: int, fingerprint: str) -> None:
+    import socket
+
+    ledger.db.execute(
+        "INSERT INTO holders VALUES (?, ?, '', 0, ?, 'ablate run other.yaml')",
+        (pid, socket.gethostname(), fingerprint),
+    )
+
+
+def test_a_live_run_of_another_spec_holds_the_sweep(sweep, tmp_path):
+    ledger = Ledger(sweep.run_dir / "ledger.sqlite")
+    ledger.sync(sweep)
+    other = load_sweep(write_sweep(tmp_path, seeds=(0, 1)), ["train.lr=0.01"])
+    live = subprocess.Popen(["sleep", "30"])  # another live `ablate run` of this sweep
+    try:
+        _holder(ledger, live.pid, other.fingerprint())
+        with pytest.raises(SweepBusy, match=rf"different spec by pid {live.pid} on host") as e:
+            ledger.sync(sweep)
+        assert "ablate run other.yaml" in str(e.value) and "name:" in str(e.value)
+        assert {r["trial_id"] for r in ledger.rows()} == {t.trial_id for t in sweep.trials}
+        ledger.db.execute("UPDATE holders SET fingerprint = ?", (sweep.fingerprint(),))
+        ledger.sync(sweep)  # the same spec joins: the work splits between the two
+        pids = {r["pid"] for r in ledger.db.execute("SELECT pid FROM holders")}
+        assert pids == {live.pid, os.getpid()}
+    finally:
+        live.kill()
+        live.wait()
+    ledger.db.execute("UPDATE holders SET fingerprint = 'x' WHERE pid = ?", (live.pid,))
+    ledger.sync(other)  # a dead holder is stale: it blocks nothing
+    ledger.release_hold()
+    assert ledger.db.execute("SELECT COUNT(*) FROM holders").fetchone()[0] == 0
+
+
+def test_deterministic_failure_is_not_retried_and_release_keeps_attempts(sweep):
+    ledger = Ledger(sweep.run_dir / "ledger.sqlite")
+    ledger.sync(sweep)
+    first = ledger.claim(max_attempts=3)
+    ledger.finish(first["trial_id"], "failed", reason="ValueError: bad", retry=False)
+    second = ledger.claim(max_attempts=3)
+    ledger.release(second["trial_id"])  # Ctrl-C or a disk fault: given back, no attempt used
+    row = ledger.get(second["trial_id"])
+    assert (row["state"], row["attempts"], row["pid"]) == ("pending", 0, None)
+    claimed = [ledger.claim(max_attempts=3) for _ in range(4)]
+    assert claimed[3] is None
+    assert first["trial_id"] not in {r["trial_id"] for r in claimed[:3]}
+    assert ledger.claim(max_attempts=3, trial_ids=[first["trial_id"]]) is None
