@@ -1,14 +1,17 @@
 """Run a sweep's trials from its ledger: sequentially, or in N local worker processes.
 
 Each trial runs `trainer.train(cfg, runs/<name>/trials/<id>/, resume=True)`. A trial that raises
-is recorded as `failed` (retried up to the sweep's `max_attempts`) and never stops the others; a
+is recorded as `failed` (retried up to the sweep's `max_attempts`; a configuration or data error
+before the first logged step is deterministic and not retried) and never stops the others; a
 trial left `running` by a killed process resumes from its last checkpoint on the next run.
+A filesystem fault (`fsio.StorageError`) or Ctrl-C stops the sweep instead: the trial is given
+back to the ledger and the next run resumes it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import sys
 import traceback
 from pathlib import Path
@@ -16,29 +19,15 @@ from typing import Any, TextIO
 
 from ablate.core import trainer
 from ablate.core.config import load_config, to_yaml
+from ablate.core.fsio import StorageError, atomic_write_text, describe, is_storage_fault
+from ablate.study import workers as workers_mod
 from ablate.study.ledger import Ledger
 from ablate.study.progress import TrialProgress
-from ablate.study.sweep import Sweep, load_sweep
+from ablate.study.sweep import Sweep
 from ablate.study.tracking import SUMMARY_KEYS, TrackingHealth, WandbCallback
 
 LEDGER = "ledger.sqlite"
 STATE_ORDER = ("done", "diverged", "failed", "running", "pending")
-
-
-class _Plain:
-    """A stream wrapper that is never a terminal: plain progress lines from parallel workers."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
-
-    def write(self, text: str) -> int:
-        return self.stream.write(text)
-
-    def flush(self) -> None:
-        self.stream.flush()
-
-    def isatty(self) -> bool:
-        return False
 
 
 def ledger_path(sweep: Sweep) -> Path:
@@ -51,31 +40,33 @@ def counts(rows: list[dict]) -> dict[str, int]:
     return {s: sum(r["state"] == s for r in rows) for s in STATE_ORDER}
 
 
+class _Started:
+    """Callback noting whether this attempt logged a step (errors before it are deterministic)."""
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        self.seen = True
+
+
 def run_trial(
     sweep: Sweep, ledger: Ledger, row: dict, health: TrackingHealth, stream: TextIO
 ) -> str:
-    """Train one claimed trial and record its end state; returns that state."""
-    trial = next(t for t in sweep.trials if t.trial_id == row["trial_id"])
+    """Train one claimed trial and record its end state; returns that state.
+
+    Raises:
+        StorageError: a filesystem fault; the trial is given back (resumes on the next run).
+        KeyboardInterrupt: Ctrl-C; the trial is given back at its last checkpoint.
+    """
+    trial = {t.trial_id: t for t in sweep.trials}[row["trial_id"]]  # claim() is limited to these
     trial_dir = Path(row["path"])
-    trial_dir.mkdir(parents=True, exist_ok=True)
-    (trial_dir / "overrides.json").write_text(
-        json.dumps(
-            {
-                "sweep": sweep.name,
-                "arm": trial.arm,
-                "seed": trial.seed,
-                "overrides": trial.overrides,
-                "command_line": list(sweep.cli_overrides),
-            },
-            indent=2,
-            default=str,
-        )
-    )
     rows = ledger.rows()
     done = sum(r["state"] in ("done", "diverged", "failed") for r in rows)
     label = f"[{done}/{len(rows)}] {trial.arm} seed {trial.seed} ({trial.trial_id})"
     if row["attempts"] > 1:
         label += f" attempt {row['attempts']}"
+    started = _Started()
     progress = TrialProgress(trial.cfg.train.steps, label=label, stream=stream)
     tracker = WandbCallback(
         trial.cfg,
@@ -86,19 +77,24 @@ def run_trial(
         health=health,
     )
     try:
+        _write_overrides(sweep, trial, trial_dir)
         summary = _finished_summary(trial_dir, trial.trial_id)  # killed before the ledger write
         if summary is None:
             summary = trainer.train(
-                trial.cfg, trial_dir, resume=True, callbacks=[progress, tracker]
+                trial.cfg, trial_dir, resume=True, callbacks=[started, progress, tracker]
             )
-    except Exception as e:  # any trial error is a result of that trial, not of the sweep
+    except BaseException as e:  # any trial error is a result of that trial, not of the sweep
         progress.close()
         tracker.close()
-        (trial_dir / "error.txt").write_text(traceback.format_exc())
-        reason = f"{type(e).__name__}: {e}"
-        ledger.finish(trial.trial_id, "failed", reason=reason)
-        print(f"{label}: failed: {reason}", file=stream, flush=True)
-        return "failed"
+        if isinstance(e, (KeyboardInterrupt, StorageError)) or is_storage_fault(e):
+            with contextlib.suppress(StorageError):  # a read-only ledger: resumed as `running`
+                ledger.release(trial.trial_id)
+            if isinstance(e, OSError) and not isinstance(e, StorageError):
+                raise StorageError(e.errno, e.strerror, e.filename) from e
+            raise
+        if not isinstance(e, Exception):
+            raise
+        return _record_failure(ledger, trial, trial_dir, e, started.seen, label, stream)
     progress.close()  # already closed by the summary record, unless training was skipped
     metrics = {k: summary.get(k) for k in SUMMARY_KEYS if k not in ("status", "reason")}
     metrics["metrics"] = summary.get("metrics", {})
@@ -108,6 +104,35 @@ def run_trial(
     if summary["status"] != "done":
         print(f"{label}: {summary['status']}: {summary.get('reason', '')}", file=stream, flush=True)
     return summary["status"]
+
+
+def _write_overrides(sweep: Sweep, trial, trial_dir: Path) -> None:
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    info = {
+        "sweep": sweep.name,
+        "arm": trial.arm,
+        "seed": trial.seed,
+        "overrides": trial.overrides,
+        "command_line": list(sweep.cli_overrides),
+    }
+    atomic_write_text(trial_dir / "overrides.json", json.dumps(info, indent=2, default=str))
+
+
+def _record_failure(
+    ledger: Ledger, trial, trial_dir: Path, e: Exception, stepped: bool, label: str, stream
+) -> str:
+    """Write error.txt (best effort) and mark the trial failed; a `ValueError` before the first
+    logged step is a configuration or data error, which would fail every attempt alike."""
+    deterministic = isinstance(e, ValueError) and not stepped
+    try:
+        atomic_write_text(trial_dir / "error.txt", traceback.format_exc())
+    except OSError as write_error:  # the failure itself is still recorded in the ledger
+        print(f"{label}: could not write error.txt: {describe(write_error)}", file=stream)
+    reason = f"{type(e).__name__}: {e}"
+    ledger.finish(trial.trial_id, "failed", reason=reason, retry=not deterministic)
+    note = " (configuration or data error: not retried)" if deterministic else ""
+    print(f"{label}: failed{note}: {reason}", file=stream, flush=True)
+    return "failed"
 
 
 def _finished_summary(trial_dir: Path, trial_id: str) -> dict | None:
@@ -120,24 +145,19 @@ def _finished_summary(trial_dir: Path, trial_id: str) -> dict | None:
     return summary if ok else None
 
 
-def _loop(sweep: Sweep, stream: TextIO) -> None:
-    """Claim and run trials until none is runnable (one process's share of the work)."""
+def loop(sweep: Sweep, stream: TextIO, stop=None) -> None:
+    """Claim and run trials until none is runnable or `stop` (an Event) is set."""
     ledger = Ledger(ledger_path(sweep))
     health = TrackingHealth()
+    ids = [t.trial_id for t in sweep.trials]
     try:
-        while (row := ledger.claim(sweep.max_attempts)) is not None:
+        while not (stop is not None and stop.is_set()):
+            row = ledger.claim(sweep.max_attempts, trial_ids=ids)
+            if row is None:
+                break
             run_trial(sweep, ledger, row, health, stream)
     finally:
         ledger.close()
-
-
-def _worker_main(sweep_path: str, cli_overrides: list[str], threads: int) -> None:
-    """Entry point of a spawned worker process."""
-    import torch
-
-    torch.set_num_threads(threads)
-    sweep = load_sweep(sweep_path, cli_overrides)
-    _loop(sweep, _Plain(sys.stderr))
 
 
 def run_sweep(
@@ -154,30 +174,35 @@ def run_sweep(
         raise ValueError(f"--workers must be >= 1, got {workers}")
     ledger = Ledger(ledger_path(sweep))
     try:
-        changed = ledger.sync(
-            sweep, force=force, extra_meta={"base_config": to_yaml(load_config(sweep.base))}
-        )
-        if changed:
-            print(
-                f"--force: {len(changed)} finished trial(s) of the old spec are now inactive",
-                file=stream,
-            )
-        todo = [r for r in ledger.rows() if r["state"] not in ("done", "diverged")]
-        print(
-            f"sweep {sweep.name}: {len(ledger.rows())} trials, {len(todo)} to run "
-            f"({workers} worker{'s' if workers > 1 else ''})",
-            file=stream,
-            flush=True,
-        )
-        if workers == 1:
-            _loop(sweep, stream)
-        else:
-            _run_workers(sweep, min(workers, max(1, len(todo))))
-            for trial_id in ledger.reap():
-                print(f"trial {trial_id}: worker died; marked failed", file=stream)
-        rows = ledger.rows()
+        return _run_held(sweep, ledger, workers, force, stream)
     finally:
+        with contextlib.suppress(StorageError):
+            ledger.release_hold()
         ledger.close()
+
+
+def _run_held(sweep: Sweep, ledger: Ledger, workers: int, force: bool, stream: TextIO) -> int:
+    """`run_sweep` once the ledger is open (this process holds the sweep after `sync`)."""
+    changed = ledger.sync(
+        sweep, force=force, extra_meta={"base_config": to_yaml(load_config(sweep.base))}
+    )
+    if changed:
+        print(
+            f"--force: {len(changed)} finished trial(s) of the old spec are now inactive",
+            file=stream,
+        )
+    todo = [r for r in ledger.rows() if r["state"] not in ("done", "diverged")]
+    print(
+        f"sweep {sweep.name}: {len(ledger.rows())} trials, {len(todo)} to run "
+        f"({workers} worker{'s' if workers > 1 else ''})",
+        file=stream,
+        flush=True,
+    )
+    if workers == 1:
+        loop(sweep, stream)
+    else:
+        _run_workers(sweep, ledger, min(workers, max(1, len(todo))), stream)
+    rows = ledger.rows()
     c = counts(rows)
     print(
         f"sweep {sweep.name}: " + ", ".join(f"{n} {s}" for s, n in c.items() if n),
@@ -187,19 +212,16 @@ def run_sweep(
     return 1 if c["failed"] else 0
 
 
-def _run_workers(sweep: Sweep, workers: int) -> None:
-    import multiprocessing
-
-    ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch threads
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    procs = [
-        ctx.Process(target=_worker_main, args=(str(sweep.path), list(sweep.cli_overrides), threads))
-        for _ in range(workers)
-    ]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join()
+def _run_workers(sweep: Sweep, ledger: Ledger, workers: int, stream: TextIO) -> None:
+    """Run `workers` processes; afterwards give back or reap the trials of dead workers."""
+    try:
+        workers_mod.run(sweep, workers)
+    except BaseException:  # Ctrl-C or a worker's filesystem fault: resumable, not failed
+        with contextlib.suppress(StorageError):
+            ledger.release_dead()
+        raise
+    for trial_id in ledger.reap():
+        print(f"trial {trial_id}: worker died; marked failed", file=stream)
 
 
 def trial_table(sweep: Sweep) -> list[dict[str, Any]]:

@@ -1,12 +1,17 @@
 """W&B tracking as a trainer callback: one run per trial, offline by default.
 
-Tracking is best effort: if `wandb` cannot start or log, it warns once per process and stops
-tracking; training and the ledger (the source of truth) carry on untouched.
+Tracking is best effort: if `wandb` cannot start (within `tracking.init_timeout` seconds) or
+log, it warns once per process and stops tracking; training and the ledger (the source of
+truth) carry on untouched. An offline run lives in one directory per trial: a resumed trial
+replaces the directory of its earlier attempt by one holding the whole metrics.jsonl replayed,
+so `wandb sync` sees each trial once, every step once.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any
@@ -94,6 +99,9 @@ class WandbCallback:
 
         t = self.cfg.tracking
         self.trial_dir.mkdir(parents=True, exist_ok=True)
+        if t.wandb == "offline":  # an earlier attempt's run: replaced by the full replay below
+            for old in (self.trial_dir / "wandb").glob(f"offline-run-*-{self.trial_id}"):
+                shutil.rmtree(old, ignore_errors=True)
         self.run = wandb.init(
             project=t.project,
             entity=t.entity or None,
@@ -106,15 +114,30 @@ class WandbCallback:
             mode=t.wandb,
             config=to_dict(self.cfg),
             settings=wandb.Settings(
-                silent=True, console="off", x_disable_stats=True, disable_git=True, save_code=False
+                silent=True,
+                console="off",
+                x_disable_stats=True,
+                disable_git=True,
+                save_code=False,
+                init_timeout=t.init_timeout,
             ),
         )
+        if t.wandb == "offline":
+            self._replay()
+
+    def _replay(self) -> None:
+        """Log every record metrics.jsonl holds (the trainer writes each before its callbacks)."""
+        path = self.trial_dir / "metrics.jsonl"
+        lines = path.read_text().splitlines() if path.exists() else []
+        for record in map(json.loads, filter(str.strip, lines)):
+            self.run.log(_numeric(record), step=int(record["step"]))
 
     def __call__(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
         final = "status" in record
         try:
+            replayed = self.run is None and self.cfg.tracking.wandb == "offline"
             if self.run is None:
                 self._start()
             if final:
@@ -123,7 +146,7 @@ class WandbCallback:
                 self.run.summary.update(summary)
                 self.run.finish(exit_code=0)
                 self.run = None
-            else:
+            elif not replayed:  # a replay already logged this record
                 self.run.log(_numeric(record), step=int(record["step"]))
         except Exception as e:  # any wandb failure must not stop training
             self.health.fail("start" if self.run is None else "log", e)

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+import time
 import warnings
 
 import pytest
 import torch
 import wandb
 
+from ablate.core.config import ConfigError, load_config
 from ablate.study import launch
 from ablate.study.ledger import Ledger
 from ablate.study.sweep import load_sweep
 from ablate.study.tracking import TrackingHealth, WandbCallback
-from tests.ablate.sweep_helpers import write_sweep
+from tests.ablate.sweep_helpers import TINY, write_sweep
+
+INIT_BOUND_S = 30  # init_timeout=1 plus wandb's service start on a loaded machine
 
 
 @pytest.fixture(autouse=True)
@@ -111,3 +116,63 @@ def test_import_ablate_stays_light():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_resumed_trial_continues_its_one_offline_run(tmp_path, monkeypatch):
+    from ablate.core.trainer import train
+
+    monkeypatch.chdir(tmp_path)
+    sweep = load_sweep(write_sweep(tmp_path, tracking="offline", steps=10, seeds=(0,)))
+    trial = sweep.trials[0]
+    out = tmp_path / "trial"
+
+    def callback() -> WandbCallback:
+        return WandbCallback(
+            trial.cfg,
+            sweep_name="t",
+            arm=trial.arm,
+            trial_id=trial.trial_id,
+            trial_dir=out,
+            health=TrackingHealth(),
+        )
+
+    first = callback()
+    assert train(trial.cfg, out, callbacks=[first], stop_after=5)["status"] == "stopped"
+    first.close()  # as after a Ctrl-C
+    assert train(trial.cfg, out, callbacks=[callback()])["resumed_from"] == 5
+    [run] = (out / "wandb").glob(f"offline-run-*-{trial.trial_id}")
+    data = (run / f"run-{trial.trial_id}.wandb").read_bytes()
+    assert b"grad_norm" in data and b"val_ppl" in data  # the replayed and the new steps
+
+
+def test_unresponsive_wandb_server_costs_init_timeout_and_one_warning(tmp_path, monkeypatch):
+    server = socket.socket()  # accepts connections, never answers
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{server.getsockname()[1]}")
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setenv("WANDB_MODE", "online")
+    cfg = load_config(TINY, ["tracking.wandb=online", "tracking.init_timeout=1"])
+    health = TrackingHealth()
+    cb = WandbCallback(
+        cfg, sweep_name="t", arm="a", trial_id="abc", trial_dir=tmp_path, health=health
+    )
+    t0 = time.monotonic()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for step in (1, 2, 3):
+            cb({"step": step, "loss": 1.0})
+    server.close()
+    assert time.monotonic() - t0 < INIT_BOUND_S  # wandb's own default waits about 90 s
+    assert [str(w.message) for w in caught if "W&B" in str(w.message)] == [
+        f"W&B tracking disabled ({health.error}); training continues and results stay in "
+        "the ledger and metrics.jsonl"
+    ]
+
+
+@pytest.mark.parametrize("project", ["a/b", "x" * 129, "", "team:run", "tab\there"])
+def test_invalid_project_name_is_a_config_error(project):
+    with pytest.raises(ConfigError, match="tracking.project"):
+        load_config(TINY, [f"tracking.project={project!r}"])
+    with pytest.raises(ConfigError, match="tracking.init_timeout"):
+        load_config(TINY, ["tracking.init_timeout=0"])
