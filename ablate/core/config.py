@@ -119,7 +119,7 @@ class TrackingConfig:
 
     def check(self, cfg: Config) -> None:
         """W&B's rules for a project name (it rejects others only when a run starts)."""
-        bad = set('/\\#?%:') | {c for c in self.project if not c.isprintable()}
+        bad = set("/\\#?%:") | {c for c in self.project if not c.isprintable()}
         if not 0 < len(self.project) <= 128 or bad & set(self.project):
             raise ValueError(
                 f"tracking.project={self.project!r}: a W&B project name is 1 to 128 "
