@@ -94,6 +94,8 @@ def train(
             if taken is None:
                 break  # diverged
             _log_eval_save(run, prog, step, *taken)
+            if prog.status == "diverged":
+                break  # non-finite validation loss
             if interrupted.set and step != cfg.train.steps:  # Ctrl-C: finish the step, stop
                 run.save(step)
                 raise KeyboardInterrupt(f"interrupted after step {step}; checkpoint saved")
@@ -228,6 +230,10 @@ def _log_eval_save(
     if step % tc.eval_every == 0 or step == tc.steps:
         prog.last_eval = evaluate(run.model, run.corpus, run.cfg, run.precision)
         run.emit({"step": step, "train_s": prog.train_s, **prog.last_eval})
+        if not math.isfinite(prog.last_eval["val_loss"]):
+            prog.status = "diverged"
+            prog.reason = f"non-finite validation loss at step {step}"
+            return  # no checkpoint of a diverged model
     if (tc.checkpoint_every and step % tc.checkpoint_every == 0) or step == tc.steps:
         run.save(step)
 
@@ -246,6 +252,7 @@ def _finish(run: Trial, prog: _Progress, t_start: float) -> dict[str, Any]:
 
 def _summary(run: Trial, prog: _Progress, final: dict, t_start: float) -> dict[str, Any]:
     model, tps = run.model, prog.tokens_per_s()
+    last_eval = prog.last_eval if prog.status == "done" else {}  # diverged: no val result
     return {
         "status": prog.status,
         "reason": prog.reason,
@@ -254,8 +261,8 @@ def _summary(run: Trial, prog: _Progress, final: dict, t_start: float) -> dict[s
         "config_hash": config_hash(run.cfg),
         "code": code_fingerprints(run.cfg),  # plugin module hashes (part of the id); {} if none
         "train_loss": prog.loss,
-        "val_loss": prog.last_eval.get("val_loss"),
-        "val_ppl": prog.last_eval.get("val_ppl"),
+        "val_loss": last_eval.get("val_loss"),
+        "val_ppl": last_eval.get("val_ppl"),
         "tokens_per_s": tps if tps is not None else prog.logged_tps,
         "num_params": model.num_params(),
         "num_params_non_embedding": model.num_params(non_embedding=True),
@@ -264,7 +271,7 @@ def _summary(run: Trial, prog: _Progress, final: dict, t_start: float) -> dict[s
         "resumed_from": prog.start,
         "device": str(run.device),
         "vocab_size": model.cfg.vocab_size,
-        "metrics": {**prog.last_metrics, **prog.last_eval, **final},
+        "metrics": {**prog.last_metrics, **last_eval, **final},
         "precision": run.precision.summary(),
         "data": run.corpus.info,
         **{k: v for k, v in repro.git_info().items() if k != "git_diff"},

@@ -108,47 +108,82 @@ def _metric_keys(trials: list[dict]) -> list[str]:
     )
 
 
-def _versus_baseline(row: dict, ts: list[dict], base: list[dict]) -> None:
-    """Fill a non-baseline row's paired difference, p-value and val-loss gap (in place)."""
-    ppl = {t["seed"]: metric(t, "val_ppl") for t in ts}
-    diff, p, n = stats.paired_test(ppl, {t["seed"]: metric(t, "val_ppl") for t in base})
-    if n:
-        row["delta"] = f"{diff:+.4g}"
-        row["p"] = f"p={p:.3g}" if math.isfinite(p) else f"n={n}, no test"
-        row["significant"] = stats.significant(p) or not math.isfinite(p)
-    base_loss = {t["seed"]: metric(t, "val_loss") for t in base}
-    loss = {t["seed"]: metric(t, "val_loss") for t in ts}
-    gaps = [
-        100 * (loss[s] - base_loss[s]) / base_loss[s]
-        for s in loss
-        if s in base_loss and loss[s] is not None and base_loss[s]
-    ]
-    row["gap"] = _fmt(*stats.mean_ci(gaps), 3) + " %" if gaps else "–"
+def result(trial: dict, key: str = "val_loss") -> float | None:
+    """A finished trial's finite result; None for unfinished, diverged or non-finite ones."""
+    value = metric(trial, key) if trial["state"] == "done" else None
+    return value if stats.finite(value) else None
+
+
+def _no_result(trial: dict | None) -> str:
+    """Why a trial has no result ("" when it has one)."""
+    if trial is None:
+        return "missing"
+    if result(trial) is not None:
+        return ""
+    return trial["state"] if trial["state"] != "done" else "non-finite val_loss"
+
+
+def _excluded(trials: list[dict], seeds: tuple[int, ...], base: dict[int, dict] | None) -> str:
+    """Which of an arm's seeds are left out of its row, and why (its own reason first)."""
+    out = []
+    for t in sorted(trials, key=lambda t: t["seed"]):
+        if t["seed"] not in seeds:
+            why = _no_result(t) or f"baseline {_no_result((base or {}).get(t['seed']))}"
+            out.append(f"seed {t['seed']}: {why}")
+    return "; ".join(out)
+
+
+def _ppl(mean: float, half: float) -> str:
+    """exp of a mean loss (a geometric-mean perplexity) with the exp of its interval."""
+    if not math.isfinite(mean):
+        return "–"
+    ci = ""
+    if math.isfinite(half) and half > 0:
+        ci = f" [{_num(math.exp(mean - half), 3)}, {_num(math.exp(mean + half), 3)}]"
+    return f"{_num(math.exp(mean), 4)}{ci}"
+
+
+def _versus_baseline(row: dict, cmp: stats.Paired) -> None:
+    """Fill a non-baseline row's paired loss difference, p-value and perplexity change."""
+    if not cmp.n:
+        return
+    ci = f" ± {_num(cmp.half, 2)}" if math.isfinite(cmp.half) else ""
+    row["delta"] = f"{cmp.diff:+.4g}{ci}"
+    row["p"] = f"p={cmp.p:.3g}" if math.isfinite(cmp.p) else f"n={cmp.n}, no test"
+    row["significant"] = cmp.significant or not math.isfinite(cmp.p)
+    # exp(mean loss difference) is the ratio of geometric-mean perplexities: a monotone map of
+    # the same interval, so it excludes 0 % exactly when the loss interval excludes 0
+    gap = 100 * math.expm1(cmp.diff)
+    row["gap"] = f"{gap:+.3g} %"
+    if math.isfinite(cmp.half) and cmp.half > 0:
+        lo, hi = (100 * math.expm1(cmp.diff + s * cmp.half) for s in (-1, 1))
+        row["gap"] += f" [{lo:+.2g}, {hi:+.2g}]"
 
 
 def _arm_row(
-    arm: str, trials: list[dict], done: list[dict], cols: dict[str, list], flat: dict[str, Any]
+    arm: str, trials: list[dict], seeds: tuple[int, ...], cols: dict[str, list], flat: dict
 ) -> dict[str, Any]:
-    """One arm's cells; `trials` are all of its trials, `done` the finished ones."""
+    """One arm's cells; `trials` are all of its trials, every result over `seeds` only."""
+    used = [t for t in trials if t["seed"] in seeds]
     backends = {
         str(t["summary"]["precision"]["backend"])
         for t in trials
         if "backend" in (t["summary"].get("precision") or {})
     }
+    loss = stats.mean_ci([result(t) for t in used])
     return {
         "arm": arm,
-        "seeds": f"{len(done)}/{len(trials)}",
+        "seeds": f"{len(seeds)}/{len(trials)}",
+        "used_seeds": list(seeds),
         "values": [_plain(flat[k]) if k in flat else "—" for k in cols["values"]],
-        # keyed by seed, as the paired test pairs them
-        "val_ppl": _fmt(
-            *stats.mean_ci(list({t["seed"]: metric(t, "val_ppl") for t in done}.values()))
-        ),
-        "tokens_per_s": _fmt(*stats.mean_ci([metric(t, "tokens_per_s") for t in done]), 3),
+        "val_loss": _fmt(*loss),
+        "val_ppl": _ppl(*loss),
+        "tokens_per_s": _fmt(*stats.mean_ci([metric(t, "tokens_per_s") for t in used]), 3),
         "num_params": next(
             (f"{int(p):,}" for t in trials if (p := metric(t, "num_params")) is not None), "–"
         ),
         "precision": ", ".join(sorted(backends)),
-        "metrics": [_fmt(*stats.mean_ci([metric(t, k) for t in done])) for k in cols["metrics"]],
+        "metrics": [_fmt(*stats.mean_ci([metric(t, k) for t in used])) for k in cols["metrics"]],
         "delta": "–",
         "p": "",
         "significant": True,
@@ -160,7 +195,6 @@ def ablation_table(meta: dict, trials: list[dict]) -> dict[str, Any]:
     """Columns and rows of the ablation table (plain strings, escaped later by the template)."""
     arms = shown_arms(meta, trials)
     by_arm = {a: [t for t in trials if t["arm"] == a] for a in arms}
-    done = {a: [t for t in ts if t["state"] == "done"] for a, ts in by_arm.items()}
     cfgs = {a: by_arm[a][0]["config"] for a in arms}
     slots = {a: _slots(cfgs[a]) for a in arms}
     comp_cols = _component_cols(slots)
@@ -170,15 +204,21 @@ def ablation_table(meta: dict, trials: list[dict]) -> dict[str, Any]:
         "metrics": _metric_keys(trials),
     }
     base = meta["baseline"]
+    loss = {a: {t["seed"]: result(t) for t in by_arm[a]} for a in arms}
+    base_by_seed = {t["seed"]: t for t in by_arm.get(base, [])}
     rows = []
     for a in arms:
-        row = _arm_row(a, by_arm[a], done[a], cols, flat[a])
+        # every column of a row over one seed set: those both this arm and the baseline finished
+        cmp = stats.paired(loss[a], loss.get(base, {})) if a != base else None
+        seeds = cmp.seeds if cmp else stats.shared_seeds(loss[a])
+        row = _arm_row(a, by_arm[a], seeds, cols, flat[a])
+        row["excluded"] = _excluded(by_arm[a], seeds, base_by_seed if cmp else None)
         row["baseline"] = a == base
         row["components"] = [slots[a].get(path) == n for _, path, n in comp_cols]
-        if a == base:
+        if cmp is None:
             row["delta"] = "baseline"
         else:
-            _versus_baseline(row, done[a], done.get(base, []))
+            _versus_baseline(row, cmp)
         row["settings"] = [(k, v) for k, v in zip(cols["values"], row["values"]) if v != "—"]
         rows.append(row)
     return {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import csv
 import json
+import math
 import re
 from pathlib import Path
 
@@ -60,14 +61,20 @@ def test_ablation_table_columns_and_statistics():
     base, mla = table["rows"]
     assert (base["components"], mla["components"]) == ([True, False], [False, True])
     assert base["values"] == ["—", "0.001"] and mla["values"] == ["64", "0.002"]
-    half = sps.t.ppf(0.975, 2) * 1.0 / 3**0.5  # sd of 10, 11, 12 is 1
-    assert base["val_ppl"] == f"11 ± {half:.2g}"
+    base_loss = [1 + v / 100 for v in BASE_PPL.values()]
+    mla_loss = [1 + v / 100 for v in MLA_PPL.values()]
+    half = sps.t.ppf(0.975, 2) * 0.01 / 3**0.5  # sd of 1.10, 1.11, 1.12 is 0.01
+    assert base["val_loss"] == f"1.11 ± {half:.2g}"
+    assert base["val_ppl"].startswith(f"{math.exp(1.11):.4g} [")  # exp of the mean loss
     assert (base["delta"], base["seeds"], mla["seeds"]) == ("baseline", "3/3", "3/4")
-    p = sps.ttest_rel(list(MLA_PPL.values()), list(BASE_PPL.values())).pvalue
-    assert mla["delta"] == f"{(sum(MLA_PPL.values()) / 3 - 11):+.4g}"
+    assert mla["excluded"] == "seed 3: diverged" and base["excluded"] == ""
+    # the test, the difference and its interval: all on per-seed validation loss
+    p = sps.ttest_rel(mla_loss, base_loss).pvalue
+    diffs = [m - b for m, b in zip(mla_loss, base_loss)]
+    d = sum(diffs) / 3
+    assert mla["delta"].startswith(f"{d:+.4g} ± ")
     assert mla["p"] == f"p={p:.3g}" and mla["significant"] == (p < 0.05)
-    gaps = [100 * (MLA_PPL[s] - BASE_PPL[s]) / 100 / (1 + BASE_PPL[s] / 100) for s in BASE_PPL]
-    assert mla["gap"].startswith(f"{sum(gaps) / 3:.3g} ± ")
+    assert mla["gap"].startswith(f"{100 * math.expm1(d):+.3g} % [")
     assert (base["metrics"], mla["metrics"]) == (["512"], ["160"])  # no spread, no "± 0"
     assert base["num_params"] == "123,456" and mla["precision"] == "torch"
 
@@ -136,9 +143,10 @@ def test_rendered_report_is_self_contained_and_escaped(tmp_path, monkeypatch):
     assert "expert_load (per index, one colour scale)" in html
     plain = html.replace("<wbr>", "")  # long headers may break after underscores
     for header in (
-        "val ppl",
-        "p (paired)",
-        "val loss gap vs baseline",
+        "val loss",
+        "val ppl = exp(loss)",
+        "p (paired, val loss)",
+        "&Delta; val ppl vs baseline",
         "tokens/s",
         "params",
         "kv_bytes_per_token",
@@ -162,3 +170,19 @@ def test_rendered_report_is_self_contained_and_escaped(tmp_path, monkeypatch):
 def test_report_without_ledger_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="no ledger"):
         report.render(tmp_path / "runs" / "none", tmp_path / "out")
+
+
+def test_row_columns_share_the_seeds_both_arms_finished():
+    """An arm that diverges on the hardest seed shows no better mean than the baseline."""
+    trials = [_trial("mha", s, "mha", p, 512.0) for s, p in {0: 10.0, 1: 11.0, 2: 30.0}.items()]
+    trials += [_trial("mla", s, "mla", p, 160.0) for s, p in {0: 10.5, 1: 11.5}.items()]
+    trials.append(_trial("mla", 2, "mla", 99.0, 160.0, state="diverged"))
+    nan_trial = _trial("mha", 3, "mha", 10.0, 512.0)
+    nan_trial["summary"]["val_loss"] = math.nan  # a NaN result is no result
+    trials += [nan_trial, _trial("mla", 3, "mla", 10.0, 160.0)]
+    base, mla = ablation_table({"arms": ["mha", "mla"], "baseline": "mha"}, trials)["rows"]
+    assert mla["used_seeds"] == [0, 1] and base["used_seeds"] == [0, 1, 2]
+    assert mla["excluded"] == "seed 2: diverged; seed 3: baseline non-finite val_loss"
+    assert base["excluded"] == "seed 3: non-finite val_loss"
+    assert mla["val_loss"].startswith("1.11 ± ")  # seeds 0 and 1 only
+    assert mla["delta"].startswith("+0.005 ± ") and "nan" not in mla["gap"]

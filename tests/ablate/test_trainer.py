@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -163,3 +164,24 @@ def test_summary_keeps_the_last_logged_component_metrics(tmp_path):
     assert summary["metrics"]["kv_cache_bytes_per_token"] == last["kv_cache_bytes_per_token"]
     resumed = train(cfg, tmp_path)  # resuming at the end reads them back from metrics.jsonl
     assert resumed["metrics"]["kv_cache_bytes_per_token"] == last["kv_cache_bytes_per_token"]
+
+
+def test_nan_validation_loss_marks_the_trial_diverged(tmp_path, monkeypatch):
+    """A NaN evaluation is divergence, and a diverged trial reports no validation result."""
+    from ablate.core import trainer
+
+    real, calls = trainer.evaluate, []
+
+    def nan_second_time(*args):
+        calls.append(1)
+        out = real(*args)
+        return {**out, "val_loss": math.nan} if len(calls) == 2 else out
+
+    monkeypatch.setattr(trainer, "evaluate", nan_second_time)
+    cfg = load_config(TINY, [*FAST, "train.steps=10", "train.eval_every=5"])
+    summary = train(cfg, tmp_path)
+    evals = [r for r in rows(tmp_path) if "val_loss" in r]
+    assert [r["step"] for r in evals] == [5, 10] and math.isnan(evals[1]["val_loss"])
+    assert summary["status"] == "diverged" and "validation loss at step 10" in summary["reason"]
+    assert summary["val_loss"] is None and summary["val_ppl"] is None
+    assert "val_loss" not in summary["metrics"]
