@@ -152,6 +152,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         top_k=args.top_k,
         seed=args.seed,
         speculative=args.speculative,
+        context_shift=args.context_shift,
     )
     print(tokenizer.decode(ids[0].tolist()))
     return 0
@@ -212,6 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--top-k", type=int, default=0, help="sample from the k most likely (0 = all)")
     g.add_argument("--seed", type=int, default=None, help="seed for sampling")
     g.add_argument("--speculative", choices=["mtp"], help="draft with the MTP heads (greedy)")
+    g.add_argument(
+        "--context-shift",
+        type=int,
+        help="past max_seq_len the context window moves this many tokens at a time "
+        "(default a quarter of it; 1 = exactly the last max_seq_len tokens)",
+    )
     g.set_defaults(func=cmd_generate)
     return p
 

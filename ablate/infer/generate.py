@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ablate.infer.sampling import model_dtype, sample_next
+from ablate.infer.sampling import context_start, default_context_shift, model_dtype, sample_next
 from ablate.infer.speculative import find_drafter, speculative_generate
 
 MTP_PREFIX = "mtp."  # state-dict keys of the model's `mtp` slot
@@ -31,36 +31,43 @@ def generate(
     seed: int | None = None,
     use_cache: bool = True,
     speculative: bool | str | None = None,
+    context_shift: int | None = None,
 ) -> torch.Tensor:
     """Extend `prompt_ids_BT` by `max_new_tokens` tokens; returns (B, T + max_new_tokens).
 
+    Generation may run past `model.cfg.max_seq_len`: each token is then predicted from the
+    last tokens of a window that slides forward `context_shift` tokens at a time (see
+    `context_start`); the cache is re-prefilled from the window's first token when it moves.
+
     Args:
         model: an `ablate.core.model.Transformer` (or anything with its `forward`/`new_caches`).
-        prompt_ids_BT: prompt token ids, at least one per row.
+        prompt_ids_BT: prompt token ids, at least one per row (a longer prompt than the
+            context keeps its last tokens as context).
         max_new_tokens: tokens to append.
         temperature, top_k: see `sample_next`; temperature 0 is greedy.
         seed: seeds the sampling generator (None: torch's global generator).
         use_cache: prefill + one-token decode steps with KV caches; False recomputes the
-            whole sequence each step (the reference the cached path must match).
+            whole window each step (the reference the cached path must match).
         speculative: True drafts with the drafter a model component offers and verifies the
             drafts in one main forward (greedy only; output identical to plain greedy
             decoding); a string asks only components of that registry group or name ("mtp").
+        context_shift: tokens the window moves past the context (default: a quarter of
+            max_seq_len; 1 keeps exactly the last max_seq_len tokens, re-prefilling every token).
     """
+    M = model.cfg.max_seq_len
+    shift = default_context_shift(M) if context_shift is None else context_shift
+    context_start(0, M, shift)  # checks shift
     if speculative:
         if temperature != 0:
             raise ValueError(f"speculative={speculative!r} needs temperature 0 (greedy only)")
         name = speculative if isinstance(speculative, str) else None
         drafter = find_drafter(model, name)
-        return speculative_generate(model, prompt_ids_BT, max_new_tokens, drafter=drafter)
+        return speculative_generate(
+            model, prompt_ids_BT, max_new_tokens, drafter=drafter, context_shift=shift
+        )
     B, T = prompt_ids_BT.shape
-    total = T + max_new_tokens
     if T == 0 or max_new_tokens < 0:
         raise ValueError("need a non-empty prompt and max_new_tokens >= 0")
-    if total > model.cfg.max_seq_len:
-        raise ValueError(
-            f"prompt ({T}) + max_new_tokens ({max_new_tokens}) exceeds "
-            f"model.max_seq_len={model.cfg.max_seq_len}"
-        )
     device = prompt_ids_BT.device
     generator = None
     if seed is not None:
@@ -68,9 +75,11 @@ def generate(
     was_training = model.training
     model.eval()
     ids_BT = prompt_ids_BT
-    caches = model.new_caches(B, total, model_dtype(model), device) if use_cache else None
+    cache_len = min(T + max_new_tokens, M)
+    caches = model.new_caches(B, cache_len, model_dtype(model), device) if use_cache else None
+    start = context_start(T - 1, M, shift)
     try:
-        logits_BTV, _ = model(ids_BT, caches=caches)
+        logits_BTV, _ = model(ids_BT[:, start:], caches=caches)
         for step in range(max_new_tokens):
             next_B = sample_next(
                 logits_BTV[:, -1], temperature=temperature, top_k=top_k, generator=generator
@@ -79,10 +88,12 @@ def generate(
             ids_BT = torch.cat((ids_BT, next_B[:, None]), dim=1)
             if step + 1 == max_new_tokens:
                 break  # the last token needs no logits
-            if use_cache:
-                logits_BTV, _ = model(ids_BT[:, pos:], start_pos=pos, caches=caches)
-            else:
-                logits_BTV, _ = model(ids_BT)
+            window = context_start(pos, M, shift)
+            if use_cache and window == start:
+                logits_BTV, _ = model(ids_BT[:, pos:], start_pos=pos - start, caches=caches)
+            else:  # no cache, or the window moved: (re-)prefill it from its first token
+                start = window
+                logits_BTV, _ = model(ids_BT[:, start:], caches=caches)
     finally:
         model.train(was_training)
     return ids_BT

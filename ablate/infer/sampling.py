@@ -39,3 +39,24 @@ def sample_next(
 def model_dtype(model: nn.Module) -> torch.dtype:
     """The dtype caches are allocated in: that of the model's floating-point weights."""
     return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+
+
+def default_context_shift(max_len: int) -> int:
+    """Tokens dropped from the front of a full context window: a quarter of it (at least 1)."""
+    return max(1, max_len // 4)
+
+
+def context_start(pos: int, max_len: int, shift: int) -> int:
+    """First position of the context whose newest token sits at `pos` (past the model's length).
+
+    Up to `max_len` tokens the context is the whole sequence; after that it slides forward
+    `shift` tokens at a time, so it keeps between `max_len - shift + 1` and `max_len` tokens and
+    the KV cache is re-prefilled once per `shift` new tokens (1: nanoGPT's exact last-`max_len`
+    window, re-prefilled every token). Every decoding loop uses this one rule, which is what
+    keeps plain and speculative decoding token-identical past the context.
+    """
+    if not 1 <= shift <= max_len:
+        raise ValueError(f"context_shift={shift} must be between 1 and max_seq_len={max_len}")
+    if pos < max_len:
+        return 0
+    return -(-(pos + 1 - max_len) // shift) * shift  # the smallest multiple of shift that fits

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ablate.infer.sampling import model_dtype
+from ablate.infer.sampling import context_start, default_context_shift, model_dtype
 from ablate.interfaces import Drafter, components
 
 
@@ -70,33 +70,32 @@ def speculative_generate(
     *,
     stats: SpecStats | None = None,
     drafter: Drafter | None = None,
+    context_shift: int | None = None,
 ) -> torch.Tensor:
     """Greedy decoding with drafts; returns (B, T + max_new_tokens) like `generate`.
 
-    Rows are decoded one at a time (their acceptance differs). Needs
-    T + max_new_tokens + K - 1 <= model.max_seq_len (the last verify looks K tokens ahead).
-    `drafter` defaults to `find_drafter(model)`.
+    Rows are decoded one at a time (their acceptance differs). Past `model.cfg.max_seq_len`
+    the context window slides as in `generate` (same `context_shift`): a round drafts only as
+    many tokens as fit before the window would move, and when it moves the main cache and the
+    drafter restart from the window's first token. `drafter` defaults to `find_drafter(model)`.
     """
     drafter = drafter if drafter is not None else find_drafter(model)
     B, T = prompt_ids_BT.shape
-    K = drafter.num_drafts
+    M = model.cfg.max_seq_len
+    shift = default_context_shift(M) if context_shift is None else context_shift
+    context_start(0, M, shift)  # checks shift
     if T == 0 or max_new_tokens < 0:
         raise ValueError("need a non-empty prompt and max_new_tokens >= 0")
-    if T + max_new_tokens + K - 1 > model.cfg.max_seq_len:
-        raise ValueError(
-            f"prompt ({T}) + max_new_tokens ({max_new_tokens}) + drafts per round ({K}) "
-            f"- 1 exceeds model.max_seq_len={model.cfg.max_seq_len}"
-        )
     stats = stats if stats is not None else SpecStats()
     if not stats.proposed:
-        stats.proposed, stats.accepted = [0] * K, [0] * K
+        stats.proposed, stats.accepted = [0] * drafter.num_drafts, [0] * drafter.num_drafts
     if max_new_tokens == 0:
         return prompt_ids_BT
     was_training = model.training
     model.eval()
     try:
         rows = [
-            _decode_row(model, drafter, prompt_ids_BT[b : b + 1], max_new_tokens, stats)
+            _decode_row(model, drafter, prompt_ids_BT[b : b + 1], max_new_tokens, stats, shift)
             for b in range(B)
         ]
     finally:
@@ -105,32 +104,50 @@ def speculative_generate(
 
 
 def _decode_row(
-    model: nn.Module, drafter: Drafter, prompt_1T: torch.Tensor, max_new: int, stats: SpecStats
+    model: nn.Module,
+    drafter: Drafter,
+    prompt_1T: torch.Tensor,
+    max_new: int,
+    stats: SpecStats,
+    shift: int,
 ) -> torch.Tensor:
-    P, K, device = prompt_1T.shape[1], drafter.num_drafts, prompt_1T.device
-    max_len = P + max_new + K
+    P, K, M, device = (
+        prompt_1T.shape[1],
+        drafter.num_drafts,
+        model.cfg.max_seq_len,
+        prompt_1T.device,
+    )
+    cache_len = min(P + max_new + K, M)  # positions within the window: 0 .. cache_len-1
     dtype = model_dtype(model)
-    caches = model.new_caches(1, max_len, dtype, device)
-    drafter.reset(max_len, dtype, device)
-    toks_1T = torch.zeros(1, max_len + K + 1, dtype=torch.long, device=device)  # ids, then drafts
+    caches = model.new_caches(1, cache_len, dtype, device)
+    toks_1T = torch.zeros(1, P + max_new + K + 1, dtype=torch.long, device=device)  # ids, drafts
     toks_1T[:, :P] = prompt_1T
-    h_1TD = model.trunk(prompt_1T, caches=caches)
+    start = context_start(P - 1, M, shift)
+    h_1TD = model.trunk(prompt_1T[:, start:], caches=caches)
     toks_1T[:, P] = model.logits(h_1TD[:, -1:])[:, -1].argmax(-1)
+    drafter.reset(cache_len, dtype, device)
     drafter.observe(h_1TD, 0)
     L = P  # index of the newest committed token; its main KV entry is not written yet
     while max_new > L - P + 1:
-        toks_1T[:, L + 1 : L + K + 1] = drafter.propose(toks_1T[:, : L + 1])
-        h_1TD = model.trunk(toks_1T[:, L : L + K + 1], start_pos=L, caches=caches)
+        if context_start(L, M, shift) != start:  # the window moved: re-prefill up to t_{L-1}
+            start = context_start(L, M, shift)
+            h_1TD = model.trunk(toks_1T[:, start:L], caches=caches)
+            drafter.reset(cache_len, dtype, device)
+            drafter.observe(h_1TD, 0)
+        k = min(K, M - 1 - (L - start))  # drafts whose verify logits stay in this window
+        if k:
+            toks_1T[:, L + 1 : L + k + 1] = drafter.propose(toks_1T[:, start : L + 1])[:, :k]
+        h_1TD = model.trunk(toks_1T[:, L : L + k + 1], start_pos=L - start, caches=caches)
         pred_1T = model.logits(h_1TD).argmax(-1)  # pred[j]: main's token for position L+j+1
-        drafts = toks_1T[0, L + 1 : L + K + 1]
-        num_ok = int((pred_1T[0, :K] == drafts).long().cumprod(0).sum())
+        drafts = toks_1T[0, L + 1 : L + k + 1]
+        num_ok = int((pred_1T[0, :k] == drafts).long().cumprod(0).sum())
         stats.rounds.append((L, drafts.tolist()))
-        for k in range(K):
-            stats.proposed[k] += 1
-            stats.accepted[k] += int(k < num_ok)
+        for j in range(k):
+            stats.proposed[j] += 1
+            stats.accepted[j] += int(j < num_ok)
         stats.verify_forwards += 1
         stats.verify_tokens += num_ok + 1
         toks_1T[:, L + 1 : L + num_ok + 2] = pred_1T[:, : num_ok + 1]
-        drafter.observe(h_1TD[:, : num_ok + 1], L)
+        drafter.observe(h_1TD[:, : num_ok + 1], L - start)
         L += num_ok + 1
     return toks_1T[:, : P + max_new]

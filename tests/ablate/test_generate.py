@@ -65,6 +65,34 @@ def test_sampling_is_seeded_and_top_k_one_is_greedy():
     )
 
 
+def nanogpt_greedy(model: Transformer, ids: torch.Tensor, num_new: int) -> torch.Tensor:
+    """The reference: each token from a full forward of the last max_seq_len tokens."""
+    for _ in range(num_new):
+        logits, _ = model(ids[:, -model.cfg.max_seq_len :])
+        ids = torch.cat((ids, logits[:, -1].argmax(-1, keepdim=True)), 1)
+    return ids
+
+
+@pytest.mark.parametrize("arm", ["mha", "mla_absorbed"])
+def test_generation_past_the_context(arm):
+    model = model_with(arm)  # max_seq_len 32
+    prompt = torch.randint(0, 37, (2, 6), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        exact = nanogpt_greedy(model, prompt, 70)
+    assert torch.equal(generate(model, prompt, 70, context_shift=1), exact)
+    for shift in (None, 5, 32):
+        cached = generate(model, prompt, 70, context_shift=shift)
+        assert torch.equal(
+            cached, generate(model, prompt, 70, context_shift=shift, use_cache=False)
+        )
+    long_prompt = exact[:, :50]  # longer than the context: its last tokens are the context
+    assert torch.equal(generate(model, long_prompt, 26, context_shift=1), exact)
+    sampled = dict(temperature=1.0, top_k=8, seed=3, context_shift=4)
+    s = generate(model, prompt, 60, **sampled)
+    assert torch.equal(s, generate(model, prompt, 60, **sampled))
+    assert torch.equal(s, generate(model, prompt, 60, **sampled, use_cache=False))
+
+
 def test_sample_next_top_k_support():
     logits = torch.randn(4, 37)
     g = torch.Generator().manual_seed(0)
@@ -77,8 +105,8 @@ def test_sample_next_top_k_support():
 
 def test_argument_errors():
     model = model_with("mha")
-    with pytest.raises(ValueError, match="max_seq_len=32"):
-        generate(model, torch.zeros(1, 30, dtype=torch.long), 3)
+    with pytest.raises(ValueError, match="context_shift=0"):
+        generate(model, torch.zeros(1, 30, dtype=torch.long), 3, context_shift=0)
     with pytest.raises(ValueError, match="temperature"):
         generate(model, torch.zeros(1, 3, dtype=torch.long), 3, temperature=-1.0)
 

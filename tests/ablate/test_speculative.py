@@ -136,8 +136,22 @@ def test_generate_dispatches_to_mtp_speculation(trained_models):
 def test_errors():
     with pytest.raises(ValueError, match="MTP modules"):
         speculative_generate(build(None).eval(), prompts(), 4)
-    with pytest.raises(ValueError, match="max_seq_len"):
-        speculative_generate(build(2).eval(), prompts(T=10), MAX_LEN - 10)
+    with pytest.raises(ValueError, match="context_shift"):
+        speculative_generate(build(2).eval(), prompts(T=10), 4, context_shift=MAX_LEN + 1)
+
+
+@pytest.mark.parametrize("shift", [1, 7, None])
+def test_lossless_past_the_context(trained_models, shift):
+    model, p = trained_models[2], prompts(2, 20)
+    plain = generate(model, p, 2 * MAX_LEN, context_shift=shift)
+    stats = SpecStats()
+    spec = speculative_generate(model, p, 2 * MAX_LEN, context_shift=shift, stats=stats)
+    assert torch.equal(spec, plain)
+    assert torch.equal(
+        generate(model, p, 2 * MAX_LEN, context_shift=shift, speculative=True), plain
+    )
+    if shift != 1:  # a window that moves in steps leaves room to draft
+        assert stats.accepted[0] > 0
 
 
 def test_dropping_mtp_from_a_checkpoint_keeps_main_logits(trained_models, tmp_path):
