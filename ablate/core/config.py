@@ -10,8 +10,6 @@ are importable from here too.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +25,7 @@ from ablate.core.layers import (
     override_layer,
     parse_overrides,
     read_yaml,
+    resolve,
 )
 from ablate.core.slots import merge_layers, switch_slots
 from ablate.core.validate import build_dataclass, check
@@ -106,7 +105,9 @@ class TrainConfig:
     checkpoint_every: int = 100  # steps between checkpoints; 0 = only at the end
     loss_cap: float = 20.0  # a training loss above this after warm-up means diverged
     device: str = "cpu"  # "cpu", "cuda", or "auto"
-    threads: int = 0  # torch intra-op threads; 0 = leave torch's default
+    # torch intra-op threads; part of the identity (MoE and bf16 results differ by thread
+    # count), so never taken from the machine or --workers; 0 is read as 1
+    threads: int = 1
     precision: Any = slot("precision", "fp32")
 
 
@@ -154,6 +155,7 @@ def from_layers(layers: Layers, overrides: list[str] = ()) -> Config:
         data = apply_parsed(data, parsed, "command line")
         # the keys the overrides set, so that errors name the command line
         layers.add("command line", override_layer(parsed, values=False))
+    data = resolve(data, layers)
     plugins = data.get("plugins", ())
     if plugins:
         try:
@@ -161,6 +163,8 @@ def from_layers(layers: Layers, overrides: list[str] = ()) -> Config:
         except ValueError as e:
             raise ConfigError(layers.source_of("plugins"), "plugins", str(e)) from None
     cfg = build_dataclass(Config, data, "", layers)
+    if cfg.train.threads == 0:  # resolved here, so config.yaml records the count that ran
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, threads=1))
     check(cfg, layers)
     return dataclasses.replace(cfg, notes=cfg.notes + tuple(notes)) if notes else cfg
 
@@ -197,19 +201,15 @@ def to_dict(obj: Any) -> Any:
 
 
 def config_hash(cfg: Config) -> str:
-    """Stable 12-hex id of everything that can change a result (tracking excluded).
+    """Stable 12-hex id of everything that can change a result (`ablate.core.identity`).
 
-    Out-of-tree components (plugins) add their module file's hash under `code`; shipped ones,
+    Tracking, notes and operational settings are left out; the data fingerprint is added, and
+    out-of-tree components (plugins) add their module file's hash under `code`; shipped ones,
     covered by the git revision, add nothing.
     """
-    d = to_dict(cfg)
-    d.pop("tracking")
-    d.pop("notes", None)
-    code = code_fingerprints(cfg)
-    if code:
-        d["code"] = code
-    blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+    from ablate.core.identity import identity_hash
+
+    return identity_hash(to_dict(cfg), code_fingerprints(cfg))
 
 
 def to_yaml(cfg: Config) -> str:

@@ -89,8 +89,7 @@ def setup(cfg: Config, out: Path, callbacks: Sequence[Callback] = ()) -> Trial:
     """Seed, build model and optimizer, and write the trial's config.yaml."""
     out.mkdir(parents=True, exist_ok=True)
     tc = cfg.train
-    if tc.threads:
-        torch.set_num_threads(tc.threads)
+    torch.set_num_threads(tc.threads or 1)  # part of the trial id; 0 is read as 1
     device = resolve_device(tc.device)
     random.seed(tc.seed)
     corpus, model, precision = build(cfg, device)

@@ -55,7 +55,21 @@ def repro_block(meta: dict, trials: list[dict]) -> dict[str, Any]:
         }
     )
     first = summaries[0] if summaries else {}
+    warnings = []
+    if any(s.get("git_dirty") for s in summaries):
+        warnings.append(
+            "the code had uncommitted changes when trials ran: the revision alone does not "
+            "reproduce them (each such trial keeps its git.diff)"
+        )
+    plugins = sorted({k for s in summaries for k in s.get("code") or {}})
+    if plugins:
+        warnings.append(
+            f"components from outside this repository ({', '.join(plugins)}): their module "
+            "hashes are in the trial ids, their code is not in the git revision"
+        )
     return {
+        "warnings": warnings,
+        "data": _data_lines(summaries),
         "sweep_text": meta.get("sweep_text", ""),
         "sweep_path": meta.get("sweep_path", ""),
         "cli": " ".join(meta.get("cli_overrides", [])),
@@ -66,6 +80,18 @@ def repro_block(meta: dict, trials: list[dict]) -> dict[str, Any]:
         "seeds": meta.get("seeds", []),
         "fingerprint": meta.get("fingerprint", ""),
     }
+
+
+def _data_lines(summaries: list[dict]) -> list[str]:
+    """One line per distinct corpus and split the trials used."""
+    lines = set()
+    for s in summaries:
+        d = s.get("data") or {}
+        if d:
+            lines.add(
+                ", ".join(f"{k}: {d[k]}" for k in sorted(d) if not isinstance(d[k], (dict, list)))
+            )
+    return sorted(lines)
 
 
 CSV_FIELDS = (

@@ -23,7 +23,9 @@ from ablate.core.config import (
     from_layers,
     load_layers,
     replace,
+    to_dict,
 )
+from ablate.core.identity import differing_keys
 from ablate.study.arms import expand_arms, mapping, nest
 
 TOP_KEYS = (
@@ -236,11 +238,13 @@ def load_sweep(path: str | Path, cli_overrides: list[str] | tuple[str, ...] = ()
             trial = Trial(arm, seed, dict(overrides), cfg, config_hash(cfg))
             if trial.trial_id in seen:
                 other = seen[trial.trial_id]
+                diff = ", ".join(differing_keys(to_dict(cfg), to_dict(other.cfg)))
+                why = f"; they differ only in {diff}, which cannot change a result" if diff else ""
                 raise ConfigError(
                     src,
                     f"arms.{arm}",
-                    f"seed {seed} resolves to the same config "
-                    f"as arm {other.arm!r} seed {other.seed} (id {trial.trial_id})",
+                    f"seed {seed} resolves to the same config (trial id {trial.trial_id}) "
+                    f"as arm {other.arm!r} seed {other.seed}{why}: not an ablation",
                 )
             seen[trial.trial_id] = trial
             trials.append(trial)

@@ -1,7 +1,8 @@
 """Tiny Shakespeare (Karpathy's char-rnn corpus, 1,115,394 bytes).
 
 Looked up, in order: `path`, `$ABLATE_DATA_DIR/tinyshakespeare.txt`, the user cache dir, then
-downloaded from its public URL and checked against its sha256.
+downloaded from its public URL. Every copy, local or downloaded, is checked against the
+known sha256: a truncated or edited copy would otherwise train silently under the same trial id.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ablate.registry import register
 URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 FILENAME = "tinyshakespeare.txt"
+NUM_BYTES = 1_115_394
 
 
 def cache_dir() -> Path:
@@ -71,6 +73,13 @@ class TinyShakespeare(Dataset):
         self.path = self.locate()
         blob = self.path.read_bytes()
         self.sha256 = hashlib.sha256(blob).hexdigest()
+        if self.sha256 != SHA256:
+            raise ValueError(
+                f"data.dataset: {self.path} is not Tiny Shakespeare ({len(blob):,} bytes, "
+                f"sha256 {self.sha256[:12]}; the corpus is {NUM_BYTES:,} bytes, sha256 "
+                f"{SHA256[:12]}): a truncated or edited copy. Replace it with {URL}, "
+                "or use dataset `text` for another file"
+            )
         return blob.decode("utf-8")
 
     def describe(self) -> dict:

@@ -112,3 +112,14 @@ def test_tinyshakespeare_lookup_and_offline_error(tmp_path, monkeypatch):
     ds = registry.build(cls.Config(download=False))
     assert len(ds.load_text()) == 1115394
     assert ds.describe()["sha256"].startswith("86c4e6aa")
+
+
+def test_truncated_local_tinyshakespeare_is_refused(tmp_path, monkeypatch):
+    src = SHARED / "data" / "tinyshakespeare.txt"
+    if not src.exists():
+        pytest.skip("shared corpus not present")
+    (tmp_path / "tinyshakespeare.txt").write_bytes(src.read_bytes()[:600_000])
+    monkeypatch.setenv("ABLATE_DATA_DIR", str(tmp_path))
+    ds = registry.build(registry.get("dataset", "tinyshakespeare").Config(download=False))
+    with pytest.raises(ValueError, match="600,000 bytes.*truncated or edited copy"):
+        ds.load_text()

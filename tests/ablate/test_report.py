@@ -157,6 +157,7 @@ def test_rendered_report_is_self_contained_and_escaped(tmp_path, monkeypatch):
     assert "model.ffn.hidden_dim=" in html
     assert 'id="precision"' in html and "quant_error.w_err" in plain and ">0.025<" in html
     assert "abc123 (dirty)" in html and "test-cpu" in html and sweep.trials[0].trial_id in html
+    assert "<b>Warning:</b> the code had uncommitted changes" in html
     assert "n=1, no test" in html  # one seed of the second arm finished
     with (sweep.report_dir / "results.csv").open() as f:
         rows = list(csv.DictReader(f))

@@ -1,0 +1,91 @@
+"""Trial identity: the canonical form of everything that can change a trial's result.
+
+Left out: operational settings, which change what is recorded or when, never a result (the
+training loop reads no evaluation, log or checkpoint: there is no early stopping), and
+records (`notes`, `tracking`). Normalised: `train.device: auto` becomes the device it resolves
+to; an explicit `model.vocab_size` equal to the tokenizer's becomes 0 (taken from the tokenizer).
+Added: the fingerprint of the data actually used (`data`: the corpus content hash, the hash of
+the token ids, so of the tokenizer's vocabulary, and the vocabulary size) and of out-of-tree
+code (`code`). The data fingerprint needs the corpus: it is loaded once per distinct data
+config and process.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from typing import Any
+
+import torch
+
+OPERATIONAL = ("train.log_every", "train.eval_every", "train.checkpoint_every")
+
+
+def _canonical_json(d: Any) -> str:
+    return json.dumps(d, sort_keys=True, separators=(",", ":"))
+
+
+@functools.cache
+def _fingerprint(data_json: str, data_dir: str) -> tuple[tuple[str, Any], ...]:
+    # data_dir: where datasets look for local copies; part of the key as it picks the file
+    from ablate.core.config import from_dict
+    from ablate.core.data import load_corpus
+
+    cfg = from_dict({"data": json.loads(data_json)}, "<data fingerprint>").data
+    corpus = load_corpus(cfg)
+    ids_N = torch.cat([corpus.train_N, corpus.val_N]).numpy()
+    return (
+        ("sha256", corpus.info.get("sha256", "")),
+        ("tokens_sha256", hashlib.sha256(ids_N.tobytes()).hexdigest()),
+        ("vocab_size", corpus.tokenizer.vocab_size),
+    )
+
+
+def data_fingerprint(data: dict) -> dict[str, Any]:
+    """Corpus content hash, token-id hash and vocabulary size of a canonical data config."""
+    return dict(_fingerprint(_canonical_json(data), os.environ.get("ABLATE_DATA_DIR", "")))
+
+
+def resolved_device(name: str) -> str:
+    """The device `auto` resolves to on this machine; other names unchanged."""
+    if name != "auto":
+        return name
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def identity(d: dict, code: dict[str, str]) -> dict[str, Any]:
+    """The identity form of a canonical config dict `d` (a modified copy)."""
+    d = json.loads(_canonical_json(d))
+    d.pop("tracking", None)
+    d.pop("notes", None)
+    for key in OPERATIONAL:
+        section, name = key.split(".")
+        d[section].pop(name, None)
+    d["train"]["device"] = resolved_device(d["train"]["device"])
+    d["train"]["threads"] = d["train"]["threads"] or 1
+    data = data_fingerprint(d["data"])
+    if d["model"]["vocab_size"] == data["vocab_size"]:
+        d["model"]["vocab_size"] = 0
+    d["data_fingerprint"] = data
+    if code:
+        d["code"] = code
+    return d
+
+
+def identity_hash(d: dict, code: dict[str, str]) -> str:
+    """12-hex id of `identity(d, code)`."""
+    return hashlib.sha256(_canonical_json(identity(d, code)).encode()).hexdigest()[:12]
+
+
+def differing_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two canonical config dicts."""
+    out = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += differing_keys(va, vb, f"{prefix}{key}.")
+        elif va != vb:
+            out.append(prefix + key)
+    return out
