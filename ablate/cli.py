@@ -13,6 +13,8 @@ EXIT_INTERRUPTED = 130  # Ctrl-C
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.cfg:  # Hydra's `--cfg job`: print the resolved config, train nothing
+        return cmd_show(argparse.Namespace(config=args.config, overrides=args.overrides, arm=None))
     from ablate.core.config import config_hash, load_config
     from ablate.core.trainer import train
     from ablate.study.progress import TrialProgress
@@ -28,6 +30,35 @@ def cmd_train(args: argparse.Namespace) -> int:
     keys = ("status", "reason", "val_loss", "val_ppl", "tokens_per_s", "num_params")
     print(json.dumps({k: summary[k] for k in keys if summary.get(k) not in (None, "")}))
     return 0 if summary["status"] in ("done", "diverged") else 1
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """Print the resolved config of a config file, or of each arm of a sweep file, as YAML."""
+    from ablate.core.config import ConfigError, load_config, read_yaml, to_yaml
+
+    spec = read_yaml(Path(args.config))
+    if not ({"seeds", "arms", "grid", "zip"} & set(spec)):
+        if args.arm:
+            raise ConfigError(args.config, "", "--arm needs a sweep file (this is a config)")
+        print(to_yaml(load_config(args.config, args.overrides)), end="")
+        return 0
+    from ablate.study.sweep import load_sweep
+
+    sweep = load_sweep(args.config, args.overrides)
+    if args.arm and args.arm not in sweep.arms:
+        raise ConfigError(
+            args.config, "arms", f"no arm {args.arm!r} (arms: {', '.join(sweep.arms)})"
+        )
+    first = {}  # arm -> its first seed's trial
+    for trial in sweep.trials:
+        first.setdefault(trial.arm, trial)
+    shown = [t for arm, t in first.items() if args.arm in (None, arm)]
+    for i, trial in enumerate(shown):
+        print("---" if i else "", end="\n" if i else "")
+        print(f"# arm {trial.arm}, seed {trial.seed}, trial {trial.trial_id}")
+        print("# (the other seeds differ in train.seed only)")
+        print(to_yaml(trial.cfg), end="")
+    return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -167,7 +198,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("overrides", nargs="*", help="Hydra-style overrides, e.g. train.steps=500")
     t.add_argument("--out", help="trial directory (default runs/train/<config hash>)")
     t.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    t.add_argument("--cfg", choices=["job"], help="Hydra's `--cfg job`: same as `ablate show`")
     t.set_defaults(func=cmd_train)
+
+    sh = sub.add_parser("show", help="print the resolved config (of each arm of a sweep); no run")
+    sh.add_argument("config", help="YAML config or sweep file")
+    sh.add_argument("overrides", nargs="*", help="Hydra-style overrides, as for train or run")
+    sh.add_argument("--arm", help="a sweep's arm: print only that one")
+    sh.set_defaults(func=cmd_show)
 
     ls = sub.add_parser("list", help="list registered components with their config fields")
     ls.add_argument("group", nargs="?", help="one group (attention, ffn, router, ...)")

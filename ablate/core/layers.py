@@ -97,8 +97,10 @@ def parse_overrides(overrides: list[str], source: str = "command line") -> list[
 
 
 def apply_overrides(data: dict, overrides: list[str], source: str = "command line") -> dict:
-    """Apply Hydra-grammar overrides to a raw mapping: `k=v`, `+k=v`, `++k=v`, `~k`."""
-    return apply_parsed(data, parse_overrides(overrides, source), source)
+    """Apply Hydra-grammar overrides to a raw mapping: `k=v`, `+k=v`, `++k=v`, `~k`; resolve."""
+    layers = Layers()
+    layers.add(source, data)
+    return resolve(apply_parsed(data, parse_overrides(overrides, source), source), layers)
 
 
 def apply_parsed(data: dict, parsed: list[Any], source: str) -> dict:
@@ -108,18 +110,58 @@ def apply_parsed(data: dict, parsed: list[Any], source: str) -> dict:
     cfg = OmegaConf.create(data)
     for ov in parsed:
         key = ov.key_or_group
-        exists = OmegaConf.select(cfg, key, default="__missing__") != "__missing__"
+        exists = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_resolution_failure=False)
+        exists = exists is not _ABSENT
         if ov.type == OverrideType.DEL:
-            if not exists:
-                raise ConfigError(source, key, f"'{ov.input_line}': nothing to delete")
-            parent, _, leaf = key.rpartition(".")
-            node = OmegaConf.select(cfg, parent) if parent else cfg
-            node.pop(leaf)
+            _delete(cfg, key, ov, exists, source)
         elif ov.type == OverrideType.ADD and exists:
             raise ConfigError(source, key, f"'{ov.input_line}': key exists; use ++ to force")
         else:
             OmegaConf.update(cfg, key, ov.value(), merge=True, force_add=True)
-    return OmegaConf.to_container(cfg, resolve=True)
+    return OmegaConf.to_container(cfg, resolve=False)  # `resolve` runs once all layers merged
+
+
+_ABSENT = object()
+
+
+def _delete(cfg: Any, key: str, ov: Any, exists: bool, source: str) -> None:
+    """Hydra's `~key` (`~key=value`: only if it holds that value): the field's default applies."""
+    import difflib
+
+    from omegaconf import OmegaConf
+
+    parent, _, leaf = key.rpartition(".")
+    node = OmegaConf.select(cfg, parent, default=None) if parent else cfg
+    if not exists:
+        siblings = [str(k) for k in node] if OmegaConf.is_dict(node) else []
+        raise ConfigError(
+            source,
+            key,
+            f"'{ov.input_line}': nothing to delete: no config layer sets {key}, so it already "
+            "has its default",
+            difflib.get_close_matches(leaf, siblings),
+        )
+    if ov.value() is not None and node[leaf] != ov.value():
+        raise ConfigError(
+            source, key, f"'{ov.input_line}': not deleted: {key} is {node[leaf]!r}, not that value"
+        )
+    node.pop(leaf)
+
+
+def resolve(data: dict, layers: Layers) -> dict:
+    """Resolve `${key}` interpolations once every layer is merged (files, sweep, command line).
+
+    So `min_lr: ${train.lr}` in a file follows a `train.lr=...` given later on the command line.
+    """
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return OmegaConf.to_container(OmegaConf.create(data), resolve=True)
+    except OmegaConfBaseException as e:
+        key = str(getattr(e, "full_key", "") or "")
+        msg = str(e).splitlines()[0]
+        raise ConfigError(layers.source_of(key), key, msg) from None
 
 
 def override_layer(parsed: list[Any], values: bool = True) -> dict:

@@ -95,4 +95,4 @@ def merge_layers(layers: Layers, schema: type) -> tuple[dict, list[str]]:
         notes += [d.note(source) for d in switch_slots(out, data, schema)]
         merged = OmegaConf.merge(OmegaConf.create(out), OmegaConf.create(data))
         out = OmegaConf.to_container(merged, resolve=False)
-    return OmegaConf.to_container(OmegaConf.create(out), resolve=True), notes
+    return out, notes  # interpolations stay: `layers.resolve` runs after the command line
