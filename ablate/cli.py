@@ -62,10 +62,12 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    """Every registered component, then one line per config field: default and description."""
     import dataclasses
 
     from ablate import registry
     from ablate.core.config import to_dict
+    from ablate.core.fielddoc import field_help
 
     if args.plugins:
         registry.load_plugins(args.plugins)
@@ -74,12 +76,14 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"{group}:")
         for name in registry.names(group, args.pattern):
             cls = registry.get(group, name)
+            doc = (cls.__doc__ or sys.modules[cls.__module__].__doc__ or "").strip().splitlines()
+            print(f"  {name:<18} {doc[0] if doc else ''}".rstrip())
             defaults = to_dict(cls.Config())
-            defaults.pop("name", None)
-            fields = ", ".join(
-                f"{f.name}={defaults[f.name]!r}" for f in dataclasses.fields(cls.Config)
-            )
-            print(f"  {name:<18} {fields}")
+            helps = field_help(cls.Config)
+            for f in dataclasses.fields(cls.Config):
+                if f.name != "name":
+                    value = f"{f.name}={defaults[f.name]!r}"
+                    print(f"      {value:<30} {helps.get(f.name, '')}".rstrip())
     return 0
 
 
@@ -130,6 +134,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from ablate.study.launch import counts, format_table, ledger_path
     from ablate.study.ledger import Ledger
+    from ablate.study.progress import FINISHED, format_duration, sweep_eta, sweep_line
     from ablate.study.sweep import load_sweep
 
     sweep = load_sweep(args.sweep)
@@ -138,24 +143,27 @@ def cmd_status(args: argparse.Namespace) -> int:
     ledger.close()
     keys = ("arm", "seed", "trial_id", "state", "attempts", "path", "reason")
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "sweep": sweep.name,
-                    "counts": counts(rows),
-                    "trials": [{**{k: r[k] for k in keys}, "metrics": r["metrics"]} for r in rows],
-                },
-                indent=2,
-                default=str,
-            )
-        )
+        eta = sweep_eta(rows)
+        progress = {
+            "finished": sum(r["state"] in FINISHED for r in rows),
+            "total": len(rows),
+            "eta_s": None if eta is None else round(eta, 1),
+        }
+        trials = [{**{k: r[k] for k in keys}, "metrics": r["metrics"]} for r in rows]
+        out = {"sweep": sweep.name, "counts": counts(rows), "progress": progress, "trials": trials}
+        print(json.dumps(out, indent=2, default=str))
         return 0
     for r in rows:
-        r["val_loss"] = r["metrics"].get("val_loss", "")
-    print(
-        format_table(rows, ["arm", "seed", "trial_id", "state", "attempts", "val_loss", "reason"])
-    )
+        m = r["metrics"]
+        r["val_loss"] = f"{m['val_loss']:.4f}" if isinstance(m.get("val_loss"), float) else ""
+        tps = m.get("tokens_per_s")
+        r["tok/s"] = f"{tps:,.0f}" if isinstance(tps, (int, float)) else ""
+        wall = m.get("wall_s")
+        r["time"] = format_duration(wall) if isinstance(wall, (int, float)) else ""
+    columns = ["arm", "seed", "trial_id", "state", "attempts", "val_loss", "tok/s", "time"]
+    print(format_table(rows, [*columns, "reason"]))
     print(", ".join(f"{n} {s}" for s, n in counts(rows).items() if n))
+    print(sweep_line(sweep.name, rows))
     return 0
 
 

@@ -22,7 +22,7 @@ from ablate.core.config import load_config, to_yaml
 from ablate.core.fsio import StorageError, atomic_write_text, describe, is_storage_fault
 from ablate.study import workers as workers_mod
 from ablate.study.ledger import Ledger
-from ablate.study.progress import TrialProgress
+from ablate.study.progress import TrialProgress, sweep_line
 from ablate.study.sweep import Sweep
 from ablate.study.tracking import SUMMARY_KEYS, TrackingHealth, WandbCallback
 
@@ -66,6 +66,7 @@ def run_trial(
     label = f"[{done}/{len(rows)}] {trial.arm} seed {trial.seed} ({trial.trial_id})"
     if row["attempts"] > 1:
         label += f" attempt {row['attempts']}"
+    print(sweep_line(sweep.name, rows), file=stream, flush=True)  # above the trial's bar
     started = _Started()
     progress = TrialProgress(trial.cfg.train.steps, label=label, stream=stream)
     tracker = WandbCallback(

@@ -1,9 +1,67 @@
-"""Progress output for long work: a rich progress bar on a terminal, plain lines otherwise."""
+"""Progress output for long work: a rich progress bar on a terminal, plain lines otherwise.
+
+Also the sweep-level view of a ledger (trials finished of the total and an ETA) that `ablate
+run` prints above each trial's bar and `ablate status` prints under its table.
+"""
 
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any
+
+FINISHED = ("done", "diverged", "failed")
+
+
+def format_duration(seconds: float) -> str:
+    """`4.2s`, `45s`, `3m05s`, `2h07m`."""
+    if seconds < 9.95:
+        return f"{max(seconds, 0.0):.1f}s"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def sweep_eta(
+    rows: list[dict[str, Any]], workers: int = 1, now: float | None = None
+) -> float | None:
+    """Seconds until every unfinished trial is done; None before any trial has finished.
+
+    Estimated from the mean `wall_s` of finished trials: a running trial has that minus the time
+    since it was claimed left, a pending one all of it; the sum is shared by `workers`
+    (default: the trials running now, at least 1).
+    """
+    walls = [r["metrics"].get("wall_s") for r in rows if r["state"] in FINISHED]
+    walls = [w for w in walls if isinstance(w, (int, float))]
+    if not walls:
+        return None
+    mean = sum(walls) / len(walls)
+    now = time.time() if now is None else now
+    left = 0.0
+    for r in rows:
+        if r["state"] == "running":
+            left += max(mean - (now - r["updated"]), 0.0)
+        elif r["state"] not in FINISHED:
+            left += mean
+    if workers is None:
+        workers = sum(r["state"] == "running" for r in rows)
+    return left / max(workers, 1)
+
+
+def sweep_line(name: str, rows: list[dict[str, Any]], workers: int | None = None) -> str:
+    """`sweep smoke: 2/4 trials finished (50%), ETA 1m10s`."""
+    done = sum(r["state"] in FINISHED for r in rows)
+    pct = 100 * done // len(rows) if rows else 100
+    line = f"sweep {name}: {done}/{len(rows)} trials finished ({pct}%)"
+    eta = sweep_eta(rows, workers)
+    if done < len(rows):
+        line += (
+            f", ETA {format_duration(eta)}" if eta is not None else ", ETA after the first trial"
+        )
+    return line
 
 
 class TrialProgress:
