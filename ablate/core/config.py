@@ -84,8 +84,19 @@ class DataConfig:
     tokenizer: Any = slot("tokenizer", "char")
     seq_len: int = 64  # tokens per training window
     batch_size: int = 12  # windows per micro-batch
-    val_fraction: float = 0.1  # tail of the corpus held out for validation
+    val_fraction: float = 0.1  # share of the corpus held out for validation
+    val_chunks: int = 10  # contiguous validation chunks, spread evenly over the corpus
     eval_windows: int = 0  # held-out windows per evaluation; 0 = the whole validation split
+    eval_stride: int = 0  # sliding-window evaluation step in tokens; 0 = non-overlapping windows
+
+    def check(self, cfg: Config) -> None:
+        if self.val_chunks < 1:
+            raise ValueError(f"data.val_chunks={self.val_chunks}: must be >= 1")
+        if not 0 <= self.eval_stride <= self.seq_len:
+            raise ValueError(
+                f"data.eval_stride={self.eval_stride}: must be 0 (non-overlapping windows) or "
+                f"1 to seq_len ({self.seq_len})"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -27,7 +27,7 @@ def collect_metrics(model: torch.nn.Module) -> dict[str, float]:
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, corpus, cfg: Config, precision) -> dict[str, float]:
-    """Exact mean next-token loss over the held-out windows, plus eval-mode metrics."""
+    """Exact mean next-token loss over the scored held-out tokens, plus eval-mode metrics."""
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
@@ -36,9 +36,12 @@ def evaluate(model: torch.nn.Module, corpus, cfg: Config, precision) -> dict[str
         with precision.autocast():
             logits_BTV, _ = model(x_BT.to(device))
         total += torch.nn.functional.cross_entropy(
-            logits_BTV.flatten(0, 1).float(), y_BT.to(device).flatten(), reduction="sum"
+            logits_BTV.flatten(0, 1).float(),
+            y_BT.to(device).flatten(),
+            reduction="sum",
+            ignore_index=data_mod.IGNORE,  # padding and context-only positions
         ).item()
-        count += y_BT.numel()
+        count += int((y_BT != data_mod.IGNORE).sum())
     out = {"val_loss": total / count}
     out["val_ppl"] = math.exp(min(out["val_loss"], 50.0))
     out.update({f"val_{k}": v for k, v in collect_metrics(model).items()})

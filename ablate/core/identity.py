@@ -34,7 +34,10 @@ def _fingerprint(data_json: str, data_dir: str) -> tuple[tuple[str, Any], ...]:
     from ablate.core.data import load_corpus
 
     cfg = from_dict({"data": json.loads(data_json)}, "<data fingerprint>").data
-    corpus = load_corpus(cfg)
+    try:
+        corpus = load_corpus(cfg)
+    except (ValueError, OSError) as e:  # not readable here (a dry run elsewhere): training says so
+        return (("unavailable", str(e)), ("vocab_size", None))
     ids_N = torch.cat([corpus.train_N, corpus.val_N]).numpy()
     return (
         ("sha256", corpus.info.get("sha256", "")),

@@ -7,7 +7,7 @@ import torch
 
 from ablate import registry
 from ablate.core.config import DataConfig
-from ablate.core.data import Corpus, load_corpus, train_batch, val_batches
+from ablate.core.data import IGNORE, Corpus, load_corpus, train_batch, val_batches
 from tests.conftest import SHARED
 
 
@@ -40,14 +40,29 @@ def test_split_and_batches_are_deterministic():
     assert not torch.equal(x1, train_batch(a, small(), seed=0, step=8)[0])
 
 
-def test_validation_windows_cover_the_split_exactly():
-    cfg = small()
+@pytest.mark.parametrize("stride", [0, 5, 16])
+def test_validation_scores_every_held_out_token_once(stride):
+    cfg = small(eval_stride=stride)
     corpus = load_corpus(cfg)
-    ys = torch.cat([y.flatten() for _, y in val_batches(corpus, cfg, batch_size=5)])
-    num = (len(corpus.val_N) - 1) // cfg.seq_len
-    assert torch.equal(ys, corpus.val_N[1 : num * cfg.seq_len + 1])
+    scored, inputs = [], []
+    for x_BT, y_BT in val_batches(corpus, cfg, batch_size=5):
+        keep = y_BT != IGNORE
+        scored.append(y_BT[keep])
+        inputs.append(x_BT[keep])
+    # every validation token exactly once (the first of each chunk and the tail included)
+    assert torch.equal(torch.cat(scored), corpus.val_N)
+    before = torch.cat([corpus.ids_N[lo - 1 : hi - 1] for lo, hi in corpus.val_spans])
+    assert torch.equal(torch.cat(inputs), before)  # each predicted from the token before it
     capped = small(eval_windows=3)
     assert sum(x.shape[0] for x, _ in val_batches(corpus, capped)) == 3
+
+
+def test_sliding_windows_give_full_context():
+    cfg = small(eval_stride=4)
+    for _, y_BT in val_batches(load_corpus(cfg), cfg):
+        for y_T in y_BT:
+            first = int((y_T != IGNORE).nonzero()[0])
+            assert first == 0 or first >= cfg.seq_len - 4  # context: the window before
 
 
 def _dataset_config(name: str, tmp_path):
@@ -70,23 +85,40 @@ def test_no_training_window_touches_a_validation_token(name, tmp_path, monkeypat
     monkeypatch.setenv("ABLATE_DATA_DIR", str(SHARED / "data"))
     cfg = DataConfig(dataset=_dataset_config(name, tmp_path), seq_len=16, batch_size=8)
     corpus = load_corpus(cfg)
-    # the split is a partition of the tokenized text: train its head, val its tail
+    # the split is a partition of the tokenized text: chunks spread over it, in order
     dataset, tokenizer = registry.build(cfg.dataset), registry.build(cfg.tokenizer)
     text = dataset.load_text()
     tokenizer.fit(text)
     ids_N = torch.tensor(tokenizer.encode(text))
-    n_train = len(ids_N) - int(len(ids_N) * cfg.val_fraction)
-    assert torch.equal(corpus.train_N, ids_N[:n_train])
-    assert torch.equal(corpus.val_N, ids_N[n_train:])
+    assert torch.equal(corpus.ids_N, ids_N)
+    spans = sorted(corpus.train_spans + corpus.val_spans)
+    assert spans[0][0] == 0 and spans[-1][1] == len(ids_N)
+    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+    assert len(corpus.val_spans) == cfg.val_chunks
+    assert corpus.val_spans[0][1] < len(ids_N) / 2  # not only the tail
+    assert len(corpus.val_N) == int(len(ids_N) * cfg.val_fraction)
+    is_val = torch.zeros(len(ids_N), dtype=torch.bool)
+    for lo, hi in corpus.val_spans:
+        is_val[lo:hi] = True
     # sampled windows, with every token replaced by its position in the text
-    pos = Corpus(corpus.tokenizer, torch.arange(n_train), torch.arange(n_train, len(ids_N)))
-    batches = [train_batch(pos, cfg, 0, step) for step in range(1, 201)]
+    pos = Corpus(corpus.tokenizer, corpus.train_N, corpus.val_N, {}, torch.arange(len(ids_N)))
+    pos.train_spans, pos.val_spans = corpus.train_spans, corpus.val_spans
+    batches = [train_batch(pos, cfg, 0, step) for step in range(1, 401)]
     assert all(torch.equal(y_BT, x_BT + 1) for x_BT, y_BT in batches)  # contiguous windows
     seen = torch.cat([y_BT for _, y_BT in batches] + [x_BT for x_BT, _ in batches])
-    assert seen.max() < n_train, "a training window reads a validation position"
-    assert seen.min() >= 0 and seen.max() > 0.9 * n_train  # and the sampler spans the split
-    for x_BT, y_BT in val_batches(pos, cfg):
-        assert x_BT.min() >= n_train and torch.equal(y_BT, x_BT + 1)
+    assert not is_val[seen].any(), "a training window reads a validation position"
+    last = corpus.train_spans[-1][1] - 1
+    assert seen.min() >= 0 and seen.max() > 0.9 * last  # and the sampler spans the split
+    for _, y_BT in val_batches(pos, cfg):
+        assert is_val[y_BT[y_BT != IGNORE]].all()
+
+
+def test_the_last_training_token_can_be_sampled():
+    ids_N = torch.arange(40)
+    corpus = Corpus(None, ids_N[:20], ids_N[20:])  # one segment of 20 tokens
+    cfg = DataConfig(seq_len=16, batch_size=64)
+    ends = torch.cat([train_batch(corpus, cfg, 0, s)[1][:, -1] for s in range(20)])
+    assert set(ends.tolist()) == {16, 17, 18, 19}  # every start 0..3, the last token 19
 
 
 def test_text_dataset_and_missing_file(tmp_path):
