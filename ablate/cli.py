@@ -1,4 +1,4 @@
-"""Command line: `ablate train|list|check|run|status|report`. Heavy imports happen per command."""
+"""Command line: `ablate train|show|list|check|run|status|report|generate`; imports per command."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+from ablate.cli_inspect import cmd_list, cmd_show
 
 EXIT_USAGE = 2  # bad input: config errors, unknown components
 EXIT_IO = 74  # a filesystem fault: permissions, read-only, full disk (sysexits EX_IOERR)
@@ -15,11 +17,14 @@ EXIT_INTERRUPTED = 130  # Ctrl-C
 def cmd_train(args: argparse.Namespace) -> int:
     if args.cfg:  # Hydra's `--cfg job`: print the resolved config, train nothing
         return cmd_show(argparse.Namespace(config=args.config, overrides=args.overrides, arm=None))
-    from ablate.core.config import config_hash, load_config
+    from ablate.core.config import config_hash, from_layers, load_layers
+    from ablate.core.preflight import preflight
     from ablate.core.trainer import train
     from ablate.study.progress import TrialProgress
 
-    cfg = load_config(args.config, args.overrides)
+    layers = load_layers(args.config)
+    cfg = from_layers(layers, args.overrides)
+    preflight(cfg, layers)  # data and memory, before --out is created
     out = Path(args.out) if args.out else Path("runs") / "train" / config_hash(cfg)
     out.mkdir(parents=True, exist_ok=True)
     (out / "overrides.json").write_text(json.dumps(args.overrides))
@@ -30,61 +35,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     keys = ("status", "reason", "val_loss", "val_ppl", "tokens_per_s", "num_params")
     print(json.dumps({k: summary[k] for k in keys if summary.get(k) not in (None, "")}))
     return 0 if summary["status"] in ("done", "diverged") else 1
-
-
-def cmd_show(args: argparse.Namespace) -> int:
-    """Print the resolved config of a config file, or of each arm of a sweep file, as YAML."""
-    from ablate.core.config import ConfigError, load_config, read_yaml, to_yaml
-
-    spec = read_yaml(Path(args.config))
-    if not ({"seeds", "arms", "grid", "zip"} & set(spec)):
-        if args.arm:
-            raise ConfigError(args.config, "", "--arm needs a sweep file (this is a config)")
-        print(to_yaml(load_config(args.config, args.overrides)), end="")
-        return 0
-    from ablate.study.sweep import load_sweep
-
-    sweep = load_sweep(args.config, args.overrides)
-    if args.arm and args.arm not in sweep.arms:
-        raise ConfigError(
-            args.config, "arms", f"no arm {args.arm!r} (arms: {', '.join(sweep.arms)})"
-        )
-    first = {}  # arm -> its first seed's trial
-    for trial in sweep.trials:
-        first.setdefault(trial.arm, trial)
-    shown = [t for arm, t in first.items() if args.arm in (None, arm)]
-    for i, trial in enumerate(shown):
-        print("---" if i else "", end="\n" if i else "")
-        print(f"# arm {trial.arm}, seed {trial.seed}, trial {trial.trial_id}")
-        print("# (the other seeds differ in train.seed only)")
-        print(to_yaml(trial.cfg), end="")
-    return 0
-
-
-def cmd_list(args: argparse.Namespace) -> int:
-    """Every registered component, then one line per config field: default and description."""
-    import dataclasses
-
-    from ablate import registry
-    from ablate.core.config import to_dict
-    from ablate.core.fielddoc import field_help
-
-    if args.plugins:
-        registry.load_plugins(args.plugins)
-    groups = [args.group] if args.group else list(registry.GROUPS)
-    for group in groups:
-        print(f"{group}:")
-        for name in registry.names(group, args.pattern):
-            cls = registry.get(group, name)
-            doc = (cls.__doc__ or sys.modules[cls.__module__].__doc__ or "").strip().splitlines()
-            print(f"  {name:<18} {doc[0] if doc else ''}".rstrip())
-            defaults = to_dict(cls.Config())
-            helps = field_help(cls.Config)
-            for f in dataclasses.fields(cls.Config):
-                if f.name != "name":
-                    value = f"{f.name}={defaults[f.name]!r}"
-                    print(f"      {value:<30} {helps.get(f.name, '')}".rstrip())
-    return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -108,7 +58,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ablate.study.launch import changed_finished, format_table, run_sweep, trial_table
     from ablate.study.sweep import load_sweep
 
-    sweep = load_sweep(args.sweep, args.overrides)  # validates every trial; writes nothing
+    # validates every trial, its data and its memory estimate; writes nothing
+    sweep = load_sweep(args.sweep, args.overrides, check_data=True)
     if args.dry_run:
         rows = trial_table(sweep)
         for r in rows:
@@ -270,7 +221,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # overrides after an option (`train cfg --out d k=v`) are still overrides
+        if not hasattr(args, "overrides") or any(e.startswith("-") for e in extra):
+            parser.parse_args(argv)  # argparse's own error for what is really unknown
+        args.overrides = [*args.overrides, *extra]
     from ablate.core.config import ConfigError
     from ablate.core.fsio import describe
 
