@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
+from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 from ablate import registry
@@ -119,31 +121,97 @@ def walk(obj: Any, prefix: str = ""):
             yield from walk(v, f"{prefix}.{f.name}" if prefix else f.name)
 
 
+def _positive(v: Any, cfg: Any) -> bool:
+    return v > 0
+
+
+def _non_negative(v: Any, cfg: Any) -> bool:
+    return v >= 0
+
+
+def _unit(v: Any, cfg: Any) -> bool:
+    return 0 <= v < 1
+
+
+# (dotted key, predicate(value, cfg), what the value must be, or a function of cfg giving it);
+# every float is also checked finite (`_non_finite`)
+RANGES: list[tuple[str, Callable[[Any, Any], bool], str | Callable[[Any], str]]] = [
+    ("model.vocab_size", _non_negative, ">= 0 (0: taken from the tokenizer)"),
+    ("model.dim", _positive, ">= 1"),
+    ("model.num_layers", _positive, ">= 1"),
+    ("model.num_heads", _positive, ">= 1"),
+    ("model.max_seq_len", _positive, ">= 1"),
+    ("model.rope_theta", _positive, "> 0"),
+    ("model.init_std", _positive, "> 0"),
+    ("data.seq_len", _positive, ">= 1"),
+    (
+        "data.seq_len",
+        lambda v, c: v <= c.model.max_seq_len,
+        lambda c: f"<= model.max_seq_len ({c.model.max_seq_len})",
+    ),
+    ("data.batch_size", _positive, ">= 1"),
+    ("data.val_fraction", lambda v, c: 0 < v < 1, "in (0, 1)"),
+    ("data.eval_windows", _non_negative, ">= 0 (0: the whole validation split)"),
+    ("train.steps", _positive, ">= 1"),
+    ("train.lr", _positive, "> 0"),
+    ("train.min_lr", _non_negative, ">= 0"),
+    (
+        "train.min_lr",
+        lambda v, c: v <= c.train.lr,
+        lambda c: f"<= train.lr ({c.train.lr}), the floor the cosine decays to",
+    ),
+    ("train.warmup_steps", _non_negative, ">= 0"),
+    ("train.weight_decay", _non_negative, ">= 0"),
+    ("train.beta1", _unit, "in [0, 1)"),
+    ("train.beta2", _unit, "in [0, 1)"),
+    ("train.grad_clip", _non_negative, ">= 0 (0 disables clipping)"),
+    ("train.grad_accum", _positive, ">= 1"),
+    ("train.eval_every", _positive, ">= 1 (the last step is always evaluated)"),
+    ("train.log_every", _positive, ">= 1 (the last step is always logged)"),
+    ("train.checkpoint_every", _non_negative, ">= 0 (0: only at the end)"),
+    ("train.loss_cap", _positive, "> 0"),
+    ("train.threads", _non_negative, ">= 0"),
+]
+
+
+def _get(cfg: Any, key: str) -> Any:
+    for part in key.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def _non_finite(cfg: Any) -> Iterator[tuple[str, float]]:
+    """(dotted key, value) of every non-finite float field, in every config and slot.
+
+    A field may allow nan/inf with `field(..., metadata={"nonfinite": True})`.
+    """
+    for prefix, node in walk(cfg):
+        for f in dataclasses.fields(node):
+            v = getattr(node, f.name)
+            values = v if isinstance(v, tuple) else (v,)
+            for i, x in enumerate(values):
+                if (
+                    isinstance(x, float)
+                    and not math.isfinite(x)
+                    and not f.metadata.get("nonfinite")
+                ):
+                    key = f"{prefix}.{f.name}" if prefix else f.name
+                    yield (f"{key}[{i}]" if isinstance(v, tuple) else key), x
+
+
 def check(cfg: Any, layers: Layers) -> None:
-    """Cross-field checks of a built `Config`, then every config's own `check(cfg)` hook."""
-    m = cfg.model
-    for key, ok, msg in [
-        ("model.dim", m.dim > 0, "must be positive"),
-        ("model.num_layers", m.num_layers > 0, "must be positive"),
-        ("model.num_heads", m.num_heads > 0, "must be positive"),
-        (
-            "data.seq_len",
-            0 < cfg.data.seq_len <= m.max_seq_len,
-            f"must be in 1..model.max_seq_len ({m.max_seq_len})",
-        ),
-        ("data.batch_size", cfg.data.batch_size > 0, "must be positive"),
-        ("data.val_fraction", 0 < cfg.data.val_fraction < 1, "must be in (0, 1)"),
-        ("train.steps", cfg.train.steps > 0, "must be positive"),
-        ("train.grad_accum", cfg.train.grad_accum > 0, "must be positive"),
-        ("train.warmup_steps", cfg.train.warmup_steps >= 0, "must be >= 0"),
-        (
-            "train.device",
-            cfg.train.device in ("cpu", "cuda", "auto") or cfg.train.device.startswith("cuda:"),
-            "must be cpu, cuda, cuda:N or auto",
-        ),
-    ]:
-        if not ok:
-            raise ConfigError(layers.source_of(key), key, msg)
+    """Range checks of a built `Config`, then every config's own `check(cfg)` hook."""
+    for key, value in _non_finite(cfg):
+        raise ConfigError(layers.source_of(key), key, f"{value} is not a finite number")
+    for key, ok, need in RANGES:
+        value = _get(cfg, key)
+        if not ok(value, cfg):
+            need = need(cfg) if callable(need) else need
+            raise ConfigError(layers.source_of(key), key, f"{value!r}: must be {need}")
+    device = cfg.train.device
+    if device not in ("cpu", "cuda", "auto") and not device.startswith("cuda:"):
+        key = "train.device"
+        raise ConfigError(layers.source_of(key), key, "must be cpu, cuda, cuda:N or auto")
     for key, node in walk(cfg):
         check = getattr(node, "check", None)
         if callable(check):

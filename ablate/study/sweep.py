@@ -26,6 +26,7 @@ from ablate.core.config import (
     to_dict,
 )
 from ablate.core.identity import differing_keys
+from ablate.core.preflight import preflight
 from ablate.study.arms import expand_arms, mapping, nest
 
 TOP_KEYS = (
@@ -136,14 +137,20 @@ def _resolve(
     src: str,
     where: dict[str, str],
     arm: str,
+    check_data: bool = False,
 ) -> Config:
-    """Validate base + sweep layers + command line, mapping errors back to sweep keys."""
+    """Validate base + sweep layers + command line, mapping errors back to sweep keys.
+
+    `check_data` adds the preflight (data and memory, `ablate.core.preflight`).
+    """
     stack = Layers()
     stack.items = list(base.items)
     for label, data in layers:
         stack.add(_SOURCE_MARK + label, data)
     try:
         cfg = from_layers(stack, cli)
+        if check_data:
+            preflight(cfg, stack)
     except ConfigError as e:
         if not e.source.startswith(_SOURCE_MARK):
             raise
@@ -165,8 +172,13 @@ def _resolve(
     return replace(cfg, notes=tuple(notes))
 
 
-def load_sweep(path: str | Path, cli_overrides: list[str] | tuple[str, ...] = ()) -> Sweep:
-    """Read, expand and validate a whole sweep file (nothing is written)."""
+def load_sweep(
+    path: str | Path, cli_overrides: list[str] | tuple[str, ...] = (), *, check_data: bool = False
+) -> Sweep:
+    """Read, expand and validate a whole sweep file (nothing is written).
+
+    `check_data`: also run the preflight on every arm (`ablate run` and `--dry-run` do).
+    """
     path = Path(path)
     spec, src = _read_spec(path)
     cli = tuple(cli_overrides)
@@ -203,7 +215,7 @@ def load_sweep(path: str | Path, cli_overrides: list[str] | tuple[str, ...] = ()
     steps_by_arm: dict[str, int] = {}
     for arm, overrides in arms.items():
         layers = [*common, ("arm", nest(overrides, src, f"arms.{arm}."))]
-        cfg = _resolve(base, layers, cli, src, where[arm], arm)
+        cfg = _resolve(base, layers, cli, src, where[arm], arm, check_data)
         if "steps" in budget:
             steps_by_arm[arm] = budget["steps"]
         else:

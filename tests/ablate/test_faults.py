@@ -73,6 +73,7 @@ def unprivileged():
 
 
 def _run(sweep: Path, *args: str) -> int:
+    load_sweep(sweep, check_data=True)  # the data preflight as root (nobody cannot read it)
     with unprivileged():
         return cli.main(["run", str(sweep), *args])
 
