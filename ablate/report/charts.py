@@ -8,10 +8,12 @@ from __future__ import annotations
 import base64
 import io
 import math
+import warnings
 
 from ablate.report.table import FAMILY_RE, metric, shown_arms
 
 FIG_DPI = 90
+MAX_LABEL_CHARS = 24  # longer arm names are cut with an ellipsis in the figures
 
 
 def _png(fig) -> str:
@@ -21,13 +23,71 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def charts(meta: dict, trials: list[dict]) -> list[dict[str, str]]:
-    """Base64 PNGs: val-loss curves, throughput bars, one heat map per per-index family."""
+def _charmap(path: str) -> set[int]:
+    from matplotlib.ft2font import FT2Font
+
+    try:
+        return set(FT2Font(path).get_charmap())
+    except (OSError, RuntimeError):  # an unreadable font file
+        return set()
+
+
+def font_families(text: str) -> list[str] | None:
+    """matplotlib font families that draw every character of `text` (None: no installed font).
+
+    The default font first, then the first installed font with the glyphs it lacks (CJK, ...).
+    """
+    from matplotlib import font_manager, rcParams
+
+    default = font_manager.findfont(font_manager.FontProperties(family=rcParams["font.family"]))
+    missing = {ord(c) for c in text} - _charmap(default)
+    if not missing:
+        return list(rcParams["font.family"])
+    for entry in font_manager.fontManager.ttflist:
+        # matplotlib's Last Resort font "covers" everything with placeholder boxes
+        if "Last Resort" not in entry.name and missing <= _charmap(entry.fname):
+            return [*rcParams["font.family"], entry.name]
+    return None
+
+
+def chart_labels(arms: list[str]) -> tuple[dict[str, str], list[str] | None]:
+    """Arm -> its label in the figures, and the font families that draw them.
+
+    Names are cut to MAX_LABEL_CHARS; when no installed font draws them they become A1, A2, ...
+    (the report then shows each figure's legend of labels and real names).
+    """
+    families = font_families("".join(arms) + "…")
+    if families is None:
+        warnings.warn(
+            "no installed font draws every arm name (install a CJK font such as Noto Sans CJK): "
+            "figures label the arms A1, A2, ... with a legend below each",
+            stacklevel=2,
+        )
+        return {a: f"A{i + 1}" for i, a in enumerate(arms)}, None
+    cut = {a: a if len(a) <= MAX_LABEL_CHARS else a[: MAX_LABEL_CHARS - 1] + "…" for a in arms}
+    return cut, families
+
+
+def charts(meta: dict, trials: list[dict]) -> list[dict]:
+    """Base64 PNGs: val-loss curves, throughput bars, one heat map per per-index family.
+
+    Each figure with shortened arm labels carries `legend`: (label, arm name) pairs.
+    """
+    from matplotlib import rc_context
+
     arms = shown_arms(meta, trials)
-    return [*_loss_curves(arms, trials), *_throughput(arms, trials), *_heatmaps(arms, trials)]
+    labels, families = chart_labels(arms)
+    with rc_context({"font.family": families} if families else {}):
+        out = [
+            *_loss_curves(arms, trials, labels),
+            *_throughput(arms, trials, labels),
+            *_heatmaps(arms, trials, labels),
+        ]
+    legend = [(labels[a], a) for a in arms if labels[a] != a]
+    return [{**c, "legend": legend} for c in out] if legend else out
 
 
-def _loss_curves(arms: list[str], trials: list[dict]) -> list[dict[str, str]]:
+def _loss_curves(arms: list[str], trials: list[dict], labels: dict) -> list[dict[str, str]]:
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7, 4), layout="constrained")
@@ -42,7 +102,7 @@ def _loss_curves(arms: list[str], trials: list[dict]) -> list[dict[str, str]]:
         if by_step:
             steps = sorted(by_step)
             mean = [sum(by_step[s]) / len(by_step[s]) for s in steps]
-            (line,) = ax.plot(steps, mean, marker="o", label=a)
+            (line,) = ax.plot(steps, mean, marker="o", label=labels[a])
             ax.fill_between(
                 steps,
                 [min(by_step[s]) for s in steps],
@@ -57,7 +117,7 @@ def _loss_curves(arms: list[str], trials: list[dict]) -> list[dict[str, str]]:
     return [{"title": "Validation loss", "png": _png(fig)}]
 
 
-def _throughput(arms: list[str], trials: list[dict]) -> list[dict[str, str]]:
+def _throughput(arms: list[str], trials: list[dict], labels: dict) -> list[dict[str, str]]:
     from matplotlib.figure import Figure
 
     bars = []  # (arm, mean, distance to min, distance to max) over done seeds
@@ -71,7 +131,7 @@ def _throughput(arms: list[str], trials: list[dict]) -> list[dict[str, str]]:
         ]
         if tps:
             mean = sum(tps) / len(tps)
-            bars.append((a, mean, mean - min(tps), max(tps) - mean))
+            bars.append((labels[a], mean, mean - min(tps), max(tps) - mean))
     if not bars:
         return []
     fig = Figure(figsize=(7, 3.5), layout="constrained")
@@ -114,7 +174,7 @@ def _family_grids(
     return grids
 
 
-def _heatmaps(arms: list[str], trials: list[dict]) -> list[dict[str, str]]:
+def _heatmaps(arms: list[str], trials: list[dict], labels: dict) -> list[dict[str, str]]:
     from matplotlib.figure import Figure
 
     families: dict[str, set[int]] = {}
@@ -133,7 +193,7 @@ def _heatmaps(arms: list[str], trials: list[dict]) -> list[dict[str, str]]:
         fig = Figure(figsize=(7, 2.5 * len(arms)), layout="constrained")
         for i, a in enumerate(arms):
             ax = fig.add_subplot(len(arms), 1, i + 1)
-            ax.set(title=f"{fam} — {a}", ylabel="index")
+            ax.set(title=f"{fam} — {labels[a]}", ylabel="index")
             if a not in grids:
                 ax.text(0.5, 0.5, "not logged", ha="center", va="center")
                 continue
