@@ -217,6 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
         "(default a quarter of it; 1 = exactly the last max_seq_len tokens)",
     )
     g.set_defaults(func=cmd_generate)
+
+    from ablate.interop.cli import add_parsers as add_interop_parsers
+
+    add_interop_parsers(sub)  # import-hf, export-hf, eval
     return p
 
 

@@ -100,18 +100,23 @@ def generate(
 
 
 def load_trial(trial_dir: str | Path, device: str = "cpu"):
-    """The trained model (eval mode) and tokenizer of a trial directory's last checkpoint."""
+    """The trained model (eval mode) and tokenizer of a trial directory's last checkpoint (or
+    of an imported one's model.safetensors, or of an HF DeepSeek checkpoint directory)."""
+    from ablate import registry
     from ablate.core.checkpoint import CHECKPOINT
     from ablate.core.config import load_config
     from ablate.core.trial import build
+    from ablate.interop.convert import WEIGHTS, load_hf, trial_weights
 
     trial = Path(trial_dir)
-    if not (trial / CHECKPOINT).is_file():
-        raise ValueError(f"{trial}: no {CHECKPOINT} (is this a trial directory?)")
+    if not (trial / "config.yaml").is_file() and (trial / "config.json").is_file():
+        cfg, model = load_hf(trial, device=device)  # an HF checkpoint: byte tokenizer
+        return model, registry.build(cfg.data.tokenizer)
+    if not (trial / CHECKPOINT).is_file() and not (trial / WEIGHTS).is_file():
+        raise ValueError(f"{trial}: no {CHECKPOINT} or {WEIGHTS} (is this a trial directory?)")
     cfg = load_config(trial / "config.yaml")
     corpus, model, _ = build(cfg, torch.device(device))
-    state = torch.load(trial / CHECKPOINT, map_location=device, weights_only=False)["model"]
-    model.load_state_dict(state)
+    model.load_state_dict(trial_weights(trial))
     return model.eval(), corpus.tokenizer
 
 

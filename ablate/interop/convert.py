@@ -17,7 +17,7 @@ import torch
 from ablate.core.config import Config, Layers, from_layers, load_config, replace, to_yaml
 from ablate.core.fsio import atomic_write_text
 from ablate.core.model import Transformer
-from ablate.interop import hf_config, hf_weights, io
+from ablate.interop import hf_config, hf_config_export, hf_weights, io
 
 HF_CONFIG = "config.json"
 WEIGHTS = io.SINGLE  # a trial's weights in harness names
@@ -138,7 +138,7 @@ def export_hf(trial_dir: str | Path, out: str | Path) -> Path:
     experts_w = next((v for k, v in sd.items() if k.endswith("ffn.w13")), None)
     width = dense_w.shape[0] // 2 if dense_w is not None else 0
     expert_width = experts_w.shape[1] // 2 if experts_w is not None else width
-    hf = hf_config.from_ablate(cfg.model, width or expert_width, expert_width)
+    hf = hf_config_export.from_ablate(cfg.model, width or expert_width, expert_width)
     hf["torch_dtype"] = "float32"
     tensors = hf_weights.to_hf(sd, cfg.model.num_layers, dense)
     if cfg.model.tie_embeddings:

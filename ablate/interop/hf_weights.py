@@ -46,9 +46,9 @@ EXPERT = re.compile(r"mlp\.experts\.(\d+)\.(gate_proj|up_proj|down_proj)$")
 def dequant_fp8_block(w_OI: torch.Tensor, scale_inv: torch.Tensor, block=DEFAULT_FP8_BLOCK):
     """fp32 weight of an FP8 one: each (block[0], block[1]) tile times its scale (edge tiles
     cropped), as DeepSeek-V3's `weight_dequant`."""
-    O, I = w_OI.shape
-    s_OI = scale_inv.float().repeat_interleave(block[0], 0)[:O].repeat_interleave(block[1], 1)
-    return w_OI.float() * s_OI[:, :I]
+    out_dim, in_dim = w_OI.shape
+    s_OI = scale_inv.float().repeat_interleave(block[0], 0)[:out_dim]
+    return w_OI.float() * s_OI.repeat_interleave(block[1], 1)[:, :in_dim]
 
 
 def dequantize(state: dict[str, torch.Tensor], block=DEFAULT_FP8_BLOCK) -> dict:
