@@ -38,9 +38,14 @@ def save_checkpoint(
     path: Path, model: nn.Module, opt: torch.optim.Optimizer, step: int, cfg_hash: str
 ) -> None:
     """Atomically write model, optimizer, RNG states, step and config hash to `path`."""
+    save_state(path, model.state_dict(), opt.state_dict(), step, cfg_hash)
+
+
+def save_state(path: Path, model_sd: dict, opt_sd: dict, step: int, cfg_hash: str) -> None:
+    """`save_checkpoint` from state dicts (a distributed trial gathers them first)."""
     state = {
-        "model": model.state_dict(),
-        "optimizer": opt.state_dict(),
+        "model": model_sd,
+        "optimizer": opt_sd,
         "rng": rng_state(),
         "step": step,
         "config_hash": cfg_hash,
@@ -60,16 +65,22 @@ def load_checkpoint(
     Raises:
         ValueError: the checkpoint belongs to another config.
     """
+    ckpt = read_checkpoint(path, cfg_hash, device)
+    model.load_state_dict(ckpt["model"])
+    opt.load_state_dict(ckpt["optimizer"])
+    set_rng_state(ckpt["rng"])
+    return ckpt["step"]
+
+
+def read_checkpoint(path: Path, cfg_hash: str, device: torch.device) -> dict:
+    """The checkpoint at `path`, refused (ValueError) when it belongs to another config."""
     ckpt = torch.load(path, map_location=device, weights_only=False)
     if ckpt["config_hash"] != cfg_hash:
         raise ValueError(
             f"{path} belongs to config {ckpt['config_hash']}, not "
             f"{cfg_hash}; use another output directory or --restart"
         )
-    model.load_state_dict(ckpt["model"])
-    opt.load_state_dict(ckpt["optimizer"])
-    set_rng_state(ckpt["rng"])
-    return ckpt["step"]
+    return ckpt
 
 
 def truncate_metrics(path: Path, step: int) -> list[dict]:

@@ -116,6 +116,9 @@ class TrainConfig:
     checkpoint_every: int = 100  # steps between checkpoints; 0 = only at the end
     loss_cap: float = 20.0  # a training loss above this after warm-up means diverged
     device: str = "cpu"  # "cpu", "cuda", or "auto"
+    # One trial over the launcher's processes (torchrun; `ablate train --nproc N`): data.batch_size
+    # is the global batch, split over the ranks. Not part of the trial id (ablate.core.distributed).
+    distributed: Literal["none", "ddp", "fsdp"] = "none"
     # torch intra-op threads; part of the identity (MoE and bf16 results differ by thread
     # count), so never taken from the machine or --workers; 0 is read as 1
     threads: int = 1

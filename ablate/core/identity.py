@@ -20,7 +20,9 @@ from typing import Any
 
 import torch
 
-OPERATIONAL = ("train.log_every", "train.eval_every", "train.checkpoint_every")
+# train.distributed: the same global batch over 1 or N ranks, equal to fp32 reduction order, so
+# a checkpoint resumes at any world size in the same trial (ablate.core.distributed)
+OPERATIONAL = ("train.log_every", "train.eval_every", "train.checkpoint_every", "train.distributed")
 
 
 def _canonical_json(d: Any) -> str:

@@ -22,8 +22,8 @@ from typing import Any
 import torch
 
 from ablate.core import data as data_mod
-from ablate.core import repro
-from ablate.core.checkpoint import CHECKPOINT, load_checkpoint, truncate_metrics
+from ablate.core import distributed, repro
+from ablate.core.checkpoint import CHECKPOINT, truncate_metrics
 from ablate.core.config import Config, code_fingerprints, config_hash
 from ablate.core.evaluate import collect_metrics, evaluate, final_metrics
 from ablate.core.fsio import atomic_write_text
@@ -96,27 +96,28 @@ def train(
             _log_eval_save(run, prog, step, *taken)
             if prog.status == "diverged":
                 break  # non-finite validation loss
-            if interrupted.set and step != cfg.train.steps:  # Ctrl-C: finish the step, stop
+            if distributed.any_rank(interrupted.set, run.ranks) and step != cfg.train.steps:
                 run.save(step)
                 raise KeyboardInterrupt(f"interrupted after step {step}; checkpoint saved")
             if stop_after is not None and step >= stop_after:
                 return {"status": "stopped", "steps": step}
+        return _finish(run, prog, t_start)
     finally:
         interrupted.restore()
         run.log_f.close()
-    return _finish(run, prog, t_start)
+        distributed.close(run.ranks)
 
 
 def _resume(run: Trial, resume: bool) -> _Progress:
     """Restore the checkpoint (when resuming) or start afresh; open the metrics log."""
     ckpt_path, metrics_path = run.out / CHECKPOINT, run.out / METRICS
     start, history = 0, []  # history: records kept from before a resume
-    if resume and ckpt_path.exists():
-        start = load_checkpoint(ckpt_path, run.model, run.opt, config_hash(run.cfg), run.device)
-        history = truncate_metrics(metrics_path, start)
-    elif metrics_path.exists():
+    if resume and ckpt_path.exists():  # every rank restores; rank 0 alone touches the log
+        start = run.restore(ckpt_path)
+        history = truncate_metrics(metrics_path, start) if run.ranks.main else []
+    elif metrics_path.exists() and run.ranks.main:
         metrics_path.unlink()
-    run.log_f = metrics_path.open("a")
+    run.log_f = run.open_log(metrics_path)
     return _progress_from(history, start)
 
 
@@ -149,8 +150,9 @@ def _forward_backward(run: Trial, step: int) -> tuple[float, dict[str, torch.Ten
     loss_sum, extra_sums = 0.0, {}
     for micro in range(tc.grad_accum):
         x_BT, y_BT = data_mod.train_batch(run.corpus, run.cfg.data, tc.seed, step, micro)
+        x_BT, y_BT = distributed.shard(x_BT, run.ranks), distributed.shard(y_BT, run.ranks)
         with run.precision.autocast():
-            _, loss = run.model(x_BT.to(run.device), y_BT.to(run.device))
+            _, loss = run.forward(x_BT.to(run.device), y_BT.to(run.device))
         total = loss
         for c in run.comps:
             for k, v in c.extra_losses().items():
@@ -159,7 +161,7 @@ def _forward_backward(run: Trial, step: int) -> tuple[float, dict[str, torch.Ten
                 extra_sums[k] = extra_sums.get(k, 0.0) + v.detach() / tc.grad_accum
         (total / tc.grad_accum).backward()
         loss_sum += loss.item() / tc.grad_accum
-    return loss_sum, extra_sums
+    return distributed.mean(loss_sum, run.ranks), extra_sums  # the global batch's, on every rank
 
 
 def _divergence(loss: float, step: int, tc) -> str:
@@ -186,11 +188,7 @@ def _train_step(
         prog.status = "diverged"
         run.emit({"step": step, "loss": prog.loss, "lr": lr})
         return None
-    grad_norm = (
-        torch.nn.utils.clip_grad_norm_(run.model.parameters(), tc.grad_clip).item()
-        if tc.grad_clip > 0
-        else float("nan")
-    )
+    grad_norm = distributed.clip_grad_norm(run.model, tc.grad_clip)  # nan when off
     run.opt.step()
     run.opt.zero_grad(set_to_none=True)
     for c in run.comps:
@@ -222,7 +220,7 @@ def _log_eval_save(
             "train_s": prog.train_s,
             "tokens_per_s": prog.tokens_per_s(),
         }
-        record.update({f"loss/{k}": float(v) for k, v in extra_sums.items()})
+        record.update({f"loss/{k}": distributed.mean(v, run.ranks) for k, v in extra_sums.items()})
         metrics = collect_metrics(run.model)
         record.update(metrics)
         prog.last_metrics = {k: v for k, v in metrics.items() if "/" not in k}
@@ -241,7 +239,9 @@ def _log_eval_save(
 def _finish(run: Trial, prog: _Progress, t_start: float) -> dict[str, Any]:
     """Final metrics, summary.json (and git.diff when dirty); callbacks get the summary."""
     final = final_metrics(run.model, run.comps, run.corpus) if prog.status == "done" else {}
-    summary = _summary(run, prog, final, t_start)
+    summary = _summary(run, prog, final, t_start) | distributed.describe(run.ranks)
+    if not run.ranks.main:
+        return summary
     if repro.git_info()["git_dirty"]:
         atomic_write_text(run.out / "git.diff", repro.git_info()["git_diff"])
     atomic_write_text(run.out / "summary.json", json.dumps(summary, indent=2))

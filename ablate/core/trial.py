@@ -5,6 +5,7 @@ output directory and metrics log. The training loop (`ablate.core.trainer`) driv
 from __future__ import annotations
 
 import json
+import os
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -15,7 +16,8 @@ import torch
 
 from ablate import registry
 from ablate.core import data as data_mod
-from ablate.core.checkpoint import CHECKPOINT, save_checkpoint
+from ablate.core import distributed
+from ablate.core.checkpoint import CHECKPOINT, read_checkpoint, save_state, set_rng_state
 from ablate.core.config import Config, config_hash, replace, to_yaml
 from ablate.core.fsio import atomic_write_text
 from ablate.core.model import Transformer
@@ -71,18 +73,41 @@ class Trial:
     opt: torch.optim.Optimizer
     comps: list[Component]
     callbacks: Sequence[Callback]
+    ranks: distributed.Ranks = distributed.Ranks()
+    forward: torch.nn.Module | None = None  # what training forwards call: DDP or the model
     log_f: IO[str] | None = None  # metrics.jsonl, opened once the resume point is known
 
     def emit(self, record: dict) -> None:
-        """Append one record to metrics.jsonl and hand it to every callback."""
+        """Append one record to metrics.jsonl and hand it to every callback (rank 0 only)."""
+        if not self.ranks.main:
+            return
         self.log_f.write(json.dumps(record) + "\n")
         self.log_f.flush()
         for cb in self.callbacks:
             cb(record)
 
+    def __post_init__(self) -> None:
+        if self.forward is None:
+            self.forward = self.model
+
+    def open_log(self, path: Path) -> IO[str]:
+        """metrics.jsonl for appending (a null file on ranks other than 0)."""
+        return path.open("a") if self.ranks.main else open(os.devnull, "w")  # noqa: SIM115
+
+    def restore(self, path: Path) -> int:
+        """Load a checkpoint of this config (written at any world size); its step."""
+        ckpt = read_checkpoint(path, config_hash(self.cfg), self.device)
+        distributed.load_full_state(
+            self.model, self.opt, ckpt["model"], ckpt["optimizer"], self.ranks
+        )
+        set_rng_state(ckpt["rng"])
+        return ckpt["step"]
+
     def save(self, step: int) -> None:
-        """Checkpoint the state after `step`."""
-        save_checkpoint(self.out / CHECKPOINT, self.model, self.opt, step, config_hash(self.cfg))
+        """Checkpoint the state after `step` (gathered on every rank, written by rank 0)."""
+        model_sd, opt_sd = distributed.full_state(self.model, self.opt, self.ranks)
+        if self.ranks.main:
+            save_state(self.out / CHECKPOINT, model_sd, opt_sd, step, config_hash(self.cfg))
 
 
 def setup(cfg: Config, out: Path, callbacks: Sequence[Callback] = ()) -> Trial:
@@ -91,11 +116,16 @@ def setup(cfg: Config, out: Path, callbacks: Sequence[Callback] = ()) -> Trial:
     tc = cfg.train
     torch.set_num_threads(tc.threads or 1)  # part of the trial id; 0 is read as 1
     device = resolve_device(tc.device)
+    ranks = distributed.init(tc.distributed, cfg.data.batch_size, device)
+    device = distributed.rank_device(device, ranks)
     random.seed(tc.seed)
     corpus, model, precision = build(cfg, device)
+    forward = distributed.wrap(model, ranks, device)  # FSDP: the optimizer gets the shards
     opt = precision.build_optimizer(
         param_groups(model, tc.weight_decay), lr=tc.lr, betas=(tc.beta1, tc.beta2)
     )
-    atomic_write_text(out / "config.yaml", to_yaml(cfg))
+    if ranks.main:
+        atomic_write_text(out / "config.yaml", to_yaml(cfg))
     comps = list(components(model))
-    return Trial(cfg, out, device, corpus, model, precision, opt, comps, callbacks)
+    callbacks = callbacks if ranks.main else ()
+    return Trial(cfg, out, device, corpus, model, precision, opt, comps, callbacks, ranks, forward)
