@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ablate.core.config import DataConfig
+
 MODEL_TYPES = ("deepseek_v2", "deepseek_v3")
 HF_NORM_EPS = 1e-6  # transformers builds the MLA latent norms with this eps, whatever the config
 # Fields with no effect on the logits (bookkeeping, training-only, derived or generation).
@@ -105,7 +107,9 @@ def to_ablate(hf: dict) -> dict:
     depth = f.get("num_nextn_predict_layers", 0)
     model["mtp"] = {"name": "mtp", "depth": depth} if depth else {"name": "none"}
     f.finish()
-    return {"model": model, "data": {"tokenizer": {"name": "byte"}}}
+    # bytes: the harness has no BPE tokenizer; windows no longer than the model's context
+    data = {"tokenizer": {"name": "byte"}, "seq_len": min(max_len, DataConfig().seq_len)}
+    return {"model": model, "data": data}
 
 
 def fp8_block(hf: dict) -> tuple[int, int] | None:
