@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -26,15 +27,32 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = from_layers(layers, args.overrides)
     preflight(cfg, layers)  # data and memory, before --out is created
     out = Path(args.out) if args.out else Path("runs") / "train" / config_hash(cfg)
+    if args.nproc > 1 and "LOCAL_RANK" not in os.environ:  # start the ranks; each reruns this
+        return _torchrun(args, cfg, out)
+    main_rank = os.environ.get("RANK", "0") == "0"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "overrides.json").write_text(json.dumps(args.overrides))
-    print(f"trial {config_hash(cfg)} -> {out}", file=sys.stderr)
-    for note in cfg.notes:  # fields a component switch dropped
-        print(f"note: {note}", file=sys.stderr)
+    if main_rank:
+        (out / "overrides.json").write_text(json.dumps(args.overrides))
+        print(f"trial {config_hash(cfg)} -> {out}", file=sys.stderr)
+        for note in cfg.notes:  # fields a component switch dropped
+            print(f"note: {note}", file=sys.stderr)
     summary = train(cfg, out, resume=not args.restart, callbacks=[TrialProgress(cfg.train.steps)])
+    if not main_rank:
+        return 0 if summary["status"] in ("done", "diverged") else 1
     keys = ("status", "reason", "val_loss", "val_ppl", "tokens_per_s", "num_params")
     print(json.dumps({k: summary[k] for k in keys if summary.get(k) not in (None, "")}))
     return 0 if summary["status"] in ("done", "diverged") else 1
+
+
+def _torchrun(args: argparse.Namespace, cfg, out: Path) -> int:
+    """`ablate train --nproc N`: the same command under torchrun on this node (DDP by default)."""
+    import subprocess
+
+    from ablate.core.distributed import torchrun_command
+
+    extra = ["train.distributed=ddp"] if cfg.train.distributed == "none" else []
+    argv = ["train", args.config, *args.overrides, *extra, "--out", str(out)]
+    return subprocess.call(torchrun_command(args.nproc, argv + ["--restart"] * args.restart))
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -76,7 +94,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     check_writable(sweep.run_dir)  # before any work: not a finished sweep without its report
     check_writable(sweep.report_dir)
-    status = run_sweep(sweep, workers=args.workers, force=args.force)
+    from ablate.study.executors import Resources
+
+    res = Resources(**{f: getattr(args, f) for f in Resources.__dataclass_fields__})
+    status = run_sweep(
+        sweep, workers=args.workers, force=args.force, executor=args.executor, resources=res
+    )
     path = render(sweep.run_dir, sweep.report_dir, sweep.report.get("title", ""))
     print(f"report: {path}")
     return status
@@ -91,8 +114,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     sweep = load_sweep(args.sweep)
     ledger = Ledger(ledger_path(sweep), readonly=True)
     rows = ledger.rows()
+    jobs = ledger.meta().get("jobs", {})  # cluster executors: the job of each trial
     ledger.close()
-    keys = ("arm", "seed", "trial_id", "state", "attempts", "path", "reason")
+    for r in rows:
+        r["job"] = jobs.get(r["trial_id"], {}).get("job_id", "")
+    keys = ("arm", "seed", "trial_id", "state", "attempts", "path", "reason", "job")
     if args.json:
         eta = sweep_eta(rows)
         progress = {
@@ -112,6 +138,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         wall = m.get("wall_s")
         r["time"] = format_duration(wall) if isinstance(wall, (int, float)) else ""
     columns = ["arm", "seed", "trial_id", "state", "attempts", "val_loss", "tok/s", "time"]
+    columns += ["job"] if jobs else []
     print(format_table(rows, [*columns, "reason"]))
     print(", ".join(f"{n} {s}" for s, n in counts(rows).items() if n))
     print(sweep_line(sweep.name, rows))
@@ -158,6 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="trial directory (default runs/train/<config hash>)")
     t.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     t.add_argument("--cfg", choices=["job"], help="Hydra's `--cfg job`: same as `ablate show`")
+    t.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="processes for one trial (torchrun here; DDP unless train.distributed=fsdp)",
+    )
     t.set_defaults(func=cmd_train)
 
     sh = sub.add_parser("show", help="print the resolved config (of each arm of a sweep); no run")
@@ -191,6 +224,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run even if the spec changed finished trials (old ones go inactive)",
     )
+    r.add_argument(
+        "--executor",
+        choices=["local", "slurm", "submitit_local", "ray"],
+        default="local",
+        help="where trials run: local workers, SLURM (submitit), submitit's local processes, Ray",
+    )
+    r.add_argument("--cpus-per-trial", dest="cpus", type=int, default=1, help="CPUs per job")
+    r.add_argument("--gpus-per-trial", dest="gpus", type=int, default=0, help="GPUs per trial")
+    r.add_argument("--timeout-min", type=int, default=24 * 60, help="SLURM time limit per job")
+    r.add_argument("--partition", default="", help="SLURM partition")
+    r.add_argument("--ray-address", dest="address", default="", help="Ray cluster (or local)")
     r.set_defaults(func=cmd_run)
 
     st = sub.add_parser("status", help="print a sweep's trial ledger")

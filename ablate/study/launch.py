@@ -20,7 +20,9 @@ from typing import Any, TextIO
 from ablate.core import trainer
 from ablate.core.config import load_config, to_yaml
 from ablate.core.fsio import StorageError, atomic_write_text, describe, is_storage_fault
+from ablate.study import executors
 from ablate.study import workers as workers_mod
+from ablate.study.executors import Resources
 from ablate.study.ledger import Ledger
 from ablate.study.progress import TrialProgress, sweep_line
 from ablate.study.sweep import Sweep
@@ -162,27 +164,43 @@ def loop(sweep: Sweep, stream: TextIO, stop=None) -> None:
 
 
 def run_sweep(
-    sweep: Sweep, *, workers: int = 1, force: bool = False, stream: TextIO | None = None
+    sweep: Sweep,
+    *,
+    workers: int = 1,
+    force: bool = False,
+    stream: TextIO | None = None,
+    executor: str = "local",
+    resources: Resources | None = None,
 ) -> int:
     """Run every runnable trial of `sweep`; returns 1 if any trial ended `failed`, else 0.
 
     `workers` > 1 starts that many local processes, each with cpu_count // workers torch
-    threads (trials that set `train.threads` keep their own). The config, and so the trial id,
-    is unchanged by the split.
+    threads (trials that set `train.threads` keep their own) and, with `resources.gpus`, its
+    own GPUs through CUDA_VISIBLE_DEVICES. The config, and so the trial id, is unchanged by the
+    split. Another `executor` (`ablate.study.executors`) submits the trials as jobs instead.
     """
     stream = stream or sys.stderr
     if workers < 1:
         raise ValueError(f"--workers must be >= 1, got {workers}")
     ledger = Ledger(ledger_path(sweep))
     try:
-        return _run_held(sweep, ledger, workers, force, stream)
+        res = resources or Resources()
+        return _run_held(sweep, ledger, workers, force, stream, executor, res)
     finally:
         with contextlib.suppress(StorageError):
             ledger.release_hold()
         ledger.close()
 
 
-def _run_held(sweep: Sweep, ledger: Ledger, workers: int, force: bool, stream: TextIO) -> int:
+def _run_held(
+    sweep: Sweep,
+    ledger: Ledger,
+    workers: int,
+    force: bool,
+    stream: TextIO,
+    executor: str,
+    resources: Resources,
+) -> int:
     """`run_sweep` once the ledger is open (this process holds the sweep after `sync`)."""
     changed = ledger.sync(
         sweep, force=force, extra_meta={"base_config": to_yaml(load_config(sweep.base))}
@@ -199,10 +217,16 @@ def _run_held(sweep: Sweep, ledger: Ledger, workers: int, force: bool, stream: T
         file=stream,
         flush=True,
     )
-    if workers == 1:
+    if executor != "local":
+        ex = executors.make(executor, sweep, resources)
+        try:
+            executors.drive(sweep, ledger, ex, stream)
+        finally:
+            ex.close()
+    elif workers == 1 and not resources.gpus:
         loop(sweep, stream)
     else:
-        _run_workers(sweep, ledger, min(workers, max(1, len(todo))), stream)
+        _run_workers(sweep, ledger, min(workers, max(1, len(todo))), stream, resources.gpus)
     rows = ledger.rows()
     c = counts(rows)
     print(
@@ -213,10 +237,10 @@ def _run_held(sweep: Sweep, ledger: Ledger, workers: int, force: bool, stream: T
     return 1 if c["failed"] else 0
 
 
-def _run_workers(sweep: Sweep, ledger: Ledger, workers: int, stream: TextIO) -> None:
+def _run_workers(sweep: Sweep, ledger: Ledger, workers: int, stream: TextIO, gpus: int) -> None:
     """Run `workers` processes; afterwards give back or reap the trials of dead workers."""
     try:
-        workers_mod.run(sweep, workers)
+        workers_mod.run(sweep, workers, gpus_per_worker=gpus)
     except BaseException:  # Ctrl-C or a worker's filesystem fault: resumable, not failed
         with contextlib.suppress(StorageError):
             ledger.release_dead()

@@ -60,6 +60,11 @@ class Ledger:
         """The stored spec of the last `sync` (name, arms, baseline, sweep text, ...)."""
         return {r["key"]: json.loads(r["value"]) for r in self.db.execute("SELECT * FROM meta")}
 
+    def set_meta(self, key: str, value: Any) -> None:
+        """Store one meta entry (e.g. the cluster job of each trial)."""
+        with self._write():
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+
     def sync(self, sweep, *, force: bool = False, extra_meta: dict | None = None) -> list[str]:
         """Add the sweep's trials as `pending` rows and store its spec.
 

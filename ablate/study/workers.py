@@ -40,8 +40,12 @@ class _Plain:
         return False
 
 
-def worker_main(sweep_path: str, cli_overrides: list[str], threads: int, stop, faults) -> None:
+def worker_main(
+    sweep_path: str, cli_overrides: list[str], threads: int, stop, faults, devices: str = ""
+) -> None:
     """Entry point of a spawned worker process (SIGINT is ignored until here)."""
+    if devices:  # before torch initialises CUDA: this worker sees only its own GPUs
+        os.environ["CUDA_VISIBLE_DEVICES"] = devices
     os.setpgrp()  # the terminal's Ctrl-C now reaches only the parent, which forwards it
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
@@ -61,8 +65,33 @@ def worker_main(sweep_path: str, cli_overrides: list[str], threads: int, stop, f
         sys.exit(EXIT_STORAGE)
 
 
-def run(sweep, workers: int) -> None:
-    """Run `workers` processes over `sweep` until none has work left.
+def gpu_slices(workers: int, gpus_per_worker: int) -> list[str]:
+    """CUDA_VISIBLE_DEVICES of each worker: disjoint runs of `gpus_per_worker` of the visible
+    GPUs (all of CUDA_VISIBLE_DEVICES when set, else 0..device_count-1); "" with no GPUs.
+
+    Raises:
+        ValueError: fewer GPUs than workers x gpus_per_worker.
+    """
+    if not gpus_per_worker:
+        return [""] * workers
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        import torch
+
+        visible = ",".join(map(str, range(torch.cuda.device_count())))
+    ids = [d for d in visible.split(",") if d.strip()]
+    if len(ids) < workers * gpus_per_worker:
+        raise ValueError(
+            f"--workers {workers} x --gpus-per-trial {gpus_per_worker} needs "
+            f"{workers * gpus_per_worker} GPUs; {len(ids)} visible"
+        )
+    g = gpus_per_worker
+    return [",".join(ids[i * g : (i + 1) * g]) for i in range(workers)]
+
+
+def run(sweep, workers: int, gpus_per_worker: int = 0) -> None:
+    """Run `workers` processes over `sweep` until none has work left (each with its own GPUs
+    when `gpus_per_worker` > 0).
 
     Raises:
         KeyboardInterrupt: after Ctrl-C, once every worker has exited.
@@ -71,7 +100,17 @@ def run(sweep, workers: int) -> None:
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch threads
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    cores = os.cpu_count() or 1
+    per_trial = max(t.cfg.train.threads for t in sweep.trials)  # fixed by each trial's id
+    if workers * per_trial > cores:  # never more busy threads than cores
+        print(
+            f"note: {workers} workers x train.threads={per_trial} > {cores} cores: "
+            f"{max(1, cores // per_trial)} workers",
+            file=sys.stderr,
+        )
+        workers = max(1, cores // per_trial)
+    threads = max(1, cores // workers)
+    devices = gpu_slices(workers, gpus_per_worker)
     stop, faults = ctx.Event(), ctx.Queue()
     args = (str(sweep.path), list(sweep.cli_overrides), threads, stop, faults)
     presses = 0
@@ -83,8 +122,8 @@ def run(sweep, workers: int) -> None:
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited through spawn's exec
     procs = []
     try:
-        for _ in range(workers):
-            procs.append(ctx.Process(target=worker_main, args=args))
+        for i in range(workers):
+            procs.append(ctx.Process(target=worker_main, args=(*args, devices[i])))
             procs[-1].start()
         signal.signal(signal.SIGINT, on_sigint)
         fault = _wait(procs, stop, faults, lambda: presses)
