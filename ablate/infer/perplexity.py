@@ -17,8 +17,9 @@ def perplexity(model: nn.Module, ids_N: torch.Tensor, seq_len: int) -> dict[str,
     """Mean next-token loss, its exp and the number of scored tokens over `ids_N`."""
     if ids_N.numel() < 2:
         raise ValueError("perplexity needs at least 2 tokens")
-    if seq_len < 1:
-        raise ValueError(f"seq_len={seq_len}: must be >= 1")
+    max_len = model.cfg.max_seq_len
+    if not 1 <= seq_len <= max_len:
+        raise ValueError(f"seq_len={seq_len}: must be 1 to the model's max_seq_len ({max_len})")
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
