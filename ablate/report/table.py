@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from ablate.report import stats
+from ablate.report.verdicts import verdicts
 
 FAMILY_RE = re.compile(r"^(.+)/(\d+)$")  # `expert_load/3`: index 3 of a per-index family
 SHOWN_METRICS = ("val_loss", "val_ppl")  # already in the table as dedicated columns
@@ -206,19 +207,25 @@ def ablation_table(meta: dict, trials: list[dict]) -> dict[str, Any]:
     base = meta["baseline"]
     loss = {a: {t["seed"]: result(t) for t in by_arm[a]} for a in arms}
     base_by_seed = {t["seed"]: t for t in by_arm.get(base, [])}
+    cmps = {a: stats.paired(loss[a], loss.get(base, {})) for a in arms if a != base}
+    claims = meta.get("report") or {}
+    verdict = verdicts(cmps, {**loss, base: loss.get(base, {})}, base, claims.get("equivalence"))
+    paper = claims.get("paper") or {}
     rows = []
     for a in arms:
         # every column of a row over one seed set: those both this arm and the baseline finished
-        cmp = stats.paired(loss[a], loss.get(base, {})) if a != base else None
+        cmp = cmps.get(a)
         seeds = cmp.seeds if cmp else stats.shared_seeds(loss[a])
         row = _arm_row(a, by_arm[a], seeds, cols, flat[a])
         row["excluded"] = _excluded(by_arm[a], seeds, base_by_seed if cmp else None)
         row["baseline"] = a == base
         row["components"] = [slots[a].get(path) == n for _, path, n in comp_cols]
+        row["paper"] = f"{paper[a]['value']} ({paper[a]['source']})" if a in paper else ""
         if cmp is None:
-            row["delta"] = "baseline"
+            row["delta"], row["verdict"], row["verdict_word"] = "baseline", "baseline", "baseline"
         else:
             _versus_baseline(row, cmp)
+            row["verdict"], row["verdict_word"] = verdict[a].line, verdict[a].word
         row["settings"] = [(k, v) for k, v in zip(cols["values"], row["values"]) if v != "—"]
         rows.append(row)
     return {
@@ -227,6 +234,8 @@ def ablation_table(meta: dict, trials: list[dict]) -> dict[str, Any]:
         "metric_cols": cols["metrics"],
         "rows": rows,
         "show_precision": any(r["precision"] for r in rows),
+        "show_paper": bool(paper),
+        "equivalence": claims.get("equivalence") or {},
     }
 
 

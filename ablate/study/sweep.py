@@ -28,6 +28,7 @@ from ablate.core.config import (
 from ablate.core.identity import differing_keys
 from ablate.core.preflight import preflight
 from ablate.study.arms import expand_arms, mapping, nest
+from ablate.study.claims import equivalence, paper
 
 TOP_KEYS = (
     "name",
@@ -43,6 +44,9 @@ TOP_KEYS = (
     "grid",
     "zip",
     "arms",
+    "equivalence",
+    "paper",
+    "tune",
 )
 DEFAULT_MAX_ATTEMPTS = 2  # a failed trial is started at most this many times in total
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # sweep names become directory names
@@ -73,6 +77,9 @@ class Sweep:
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     report: dict[str, Any] = field(default_factory=dict)
     cli_overrides: tuple[str, ...] = ()
+    equivalence: dict[str, Any] = field(default_factory=dict)  # {margin, relative}: TOST claim
+    paper: dict[str, dict[str, Any]] = field(default_factory=dict)  # arm -> {value, source}
+    tune: dict[str, Any] = field(default_factory=dict)  # the raw `tune:` section (study.tune)
 
     @property
     def run_dir(self) -> Path:
@@ -260,6 +267,7 @@ def load_sweep(
                 )
             seen[trial.trial_id] = trial
             trials.append(trial)
+    claims = {"equivalence": equivalence(spec, src), "paper": paper(spec, src, arms)}
     return Sweep(
         name=spec["name"],
         path=path,
@@ -272,6 +280,10 @@ def load_sweep(
         arms=arms,
         trials=trials,
         max_attempts=max_attempts,
-        report=report,
+        # the report reads its claims from the ledger's copy of `report`
+        report={**report, **claims},
         cli_overrides=cli,
+        equivalence=claims["equivalence"],
+        paper=claims["paper"],
+        tune=mapping(spec.get("tune"), src, "tune"),
     )

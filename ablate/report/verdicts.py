@@ -1,0 +1,90 @@
+"""One-line verdicts per arm against the baseline: better, worse, equivalent or inconclusive.
+
+Each arm's paired t-test on validation loss is Holm-corrected over the arms compared with the
+one baseline. An arm whose corrected p is below alpha is better (lower loss) or worse; any
+other is inconclusive, and the verdict states the smallest effect these seeds could have
+detected (`stats.mde`, 80% power, two-sided alpha) and how many seeds the observed difference
+would need. Where the sweep states an equivalence margin (`equivalence: {margin, relative}`),
+a two-one-sided test (TOST, Holm-corrected over the arms too) can conclude "equivalent".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ablate.report import stats
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What one arm's comparison with the baseline can and cannot show."""
+
+    word: str  # better | worse | equivalent | inconclusive | no test
+    line: str  # the one-line verdict as printed in the report
+    p_holm: float  # Holm-adjusted paired t-test p-value (nan without a test)
+    p_tost: float  # Holm-adjusted TOST p-value (nan without a margin or a test)
+    mde: float  # minimum detectable difference in val loss at these seeds (nan below 2)
+
+
+def _relative(
+    arm: Mapping[int, float | None], base: Mapping[int, float | None], seeds: tuple[int, ...]
+) -> list[float]:
+    return [float(arm[s]) / float(base[s]) - 1 for s in seeds]
+
+
+def _tost_p(cmp: stats.Paired, arm: Mapping, base: Mapping, equivalence: Mapping) -> float:
+    """TOST p of one arm; a relative margin is tested on per-seed arm / baseline - 1."""
+    if not equivalence or cmp.n < 2:
+        return math.nan
+    if equivalence.get("relative"):
+        diffs = _relative(arm, base, cmp.seeds)
+    else:
+        diffs = [float(arm[s]) - float(base[s]) for s in cmp.seeds]
+    return stats.tost(diffs, float(equivalence["margin"]))
+
+
+def _margin_text(equivalence: Mapping) -> str:
+    m = float(equivalence["margin"])
+    return f"±{100 * m:.3g} %" if equivalence.get("relative") else f"±{m:.3g} loss"
+
+
+def _line(cmp: stats.Paired, p_holm: float, p_tost: float, equivalence: Mapping) -> Verdict:
+    n = cmp.n
+    size = stats.mde(cmp.sd, n)
+    if n < 2 or not math.isfinite(p_holm):
+        return Verdict("no test", f"no test: {n} shared seed(s)", p_holm, p_tost, size)
+    if p_holm < stats.ALPHA:
+        word = "better" if cmp.diff < 0 else "worse"
+        text = f"{word}: val loss {cmp.diff:+.4g} (Holm p={p_holm:.3g}, {n} seeds)"
+        return Verdict(word, text, p_holm, p_tost, size)
+    if math.isfinite(p_tost) and p_tost < stats.ALPHA:
+        text = (
+            f"equivalent within {_margin_text(equivalence)} (TOST Holm p={p_tost:.3g}, {n} seeds)"
+        )
+        return Verdict("equivalent", text, p_holm, p_tost, size)
+    need = stats.seeds_needed(cmp.diff, cmp.sd)
+    need_text = f"{need} seeds" if need is not None else f"more than {stats.MAX_SEEDS} seeds"
+    text = (
+        f"inconclusive (Holm p={p_holm:.3g}): {n} seeds detect |Δ| ≥ {size:.3g} at 80% power; "
+        f"the observed {cmp.diff:+.3g} would need {need_text}"
+    )
+    if math.isfinite(p_tost):
+        text += f"; not shown equivalent within {_margin_text(equivalence)} (TOST p={p_tost:.3g})"
+    return Verdict("inconclusive", text, p_holm, p_tost, size)
+
+
+def verdicts(
+    comparisons: Mapping[str, stats.Paired],
+    loss: Mapping[str, Mapping[int, float | None]],
+    baseline: str,
+    equivalence: Mapping | None = None,
+) -> dict[str, Verdict]:
+    """Verdict per compared arm; `loss` maps arm -> seed -> val loss (baseline included)."""
+    arms = list(comparisons)
+    eq = equivalence or {}
+    p_holm = stats.holm([comparisons[a].p for a in arms])
+    tosts = [_tost_p(comparisons[a], loss[a], loss[baseline], eq) for a in arms]
+    p_tost = stats.holm(tosts)
+    return {a: _line(comparisons[a], p_holm[i], p_tost[i], eq) for i, a in enumerate(arms)}
