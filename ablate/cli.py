@@ -175,6 +175,27 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """Parameters, KV cache, FLOPs, memory and cost of a config, built on the meta device."""
+    from ablate.accounting.cost import parse_count
+    from ablate.accounting.inspect import format_text, inspect
+    from ablate.core.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    report = inspect(
+        cfg,
+        int(parse_count(args.context)) if args.context else 0,
+        tokens=parse_count(args.tokens) if args.tokens else 0.0,
+        gpu=args.gpu or "",
+        peak_dtype=args.peak_dtype,
+        mfu=args.mfu or 0.0,
+        hours=parse_count(args.gpu_hours) if args.gpu_hours else 0.0,
+        price=args.price,
+    )
+    print(json.dumps(report, indent=2) if args.json else format_text(report))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ablate", description="Ablation studies of LLM components.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -245,6 +266,19 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="re-render a sweep's HTML report from its ledger")
     rp.add_argument("sweep", help="sweep YAML file")
     rp.set_defaults(func=cmd_report)
+
+    ins = sub.add_parser("inspect", help="count params, FLOPs, memory and cost (meta device)")
+    ins.add_argument("config", help="YAML config, e.g. sweeps/presets/deepseek_v3.yaml")
+    ins.add_argument("overrides", nargs="*", help="Hydra-style overrides")
+    ins.add_argument("--json", action="store_true", help="machine-readable output")
+    ins.add_argument("--context", help="attention context for FLOPs (default data.seq_len)")
+    ins.add_argument("--tokens", help="training tokens for the cost, e.g. 14.8T")
+    ins.add_argument("--gpu", help="GPU for the cost: h800, h100, h200, a100")
+    ins.add_argument("--peak-dtype", default="bf16", help="peak the MFU refers to: bf16, fp8")
+    ins.add_argument("--mfu", type=float, help="model FLOPs utilisation, e.g. 0.4")
+    ins.add_argument("--gpu-hours", help="measured GPU-hours, e.g. 2.664M: gives the MFU")
+    ins.add_argument("--price", type=float, default=2.0, help="dollars per GPU-hour")
+    ins.set_defaults(func=cmd_inspect)
 
     g = sub.add_parser("generate", help="sample text from a trained trial's checkpoint")
     g.add_argument("trial", help="trial directory (holds config.yaml and checkpoint.pt)")

@@ -125,6 +125,14 @@ class Attention(Component):
         cache = self.new_cache(1, 1, dtype, "meta")
         return sum(t.numel() * t.element_size() for t in cache.values())
 
+    def score_flops_per_token(self, context: int) -> float | None:
+        """Forward FLOPs per query of the scores and the value sum over `context` keys.
+
+        Optional; None (the default) lets `ablate inspect` measure them with a FLOP counter.
+        Override where the forward pads or reshapes so that a count would differ from the math.
+        """
+        return None
+
     # Whole-model KV-cache sizes: summed over layers; the `_per_layer` key is averaged.
     metric_reduce: ClassVar[dict[str, str]] = {
         "kv_cache_bytes_per_token": "sum",
@@ -158,6 +166,12 @@ class FFN(Component):
 
     @abstractmethod
     def forward(self, x_BTD: torch.Tensor) -> torch.Tensor: ...
+
+    def param_parts(self) -> dict[str, tuple[int, float]]:
+        """This FFN's own parameters (nested components such as a router excluded) by part:
+        name -> (count, fraction of them one token uses). Optional; default one `dense` part
+        every token uses. An MoE reports its routed experts at X / E (`ablate inspect`)."""
+        return {"dense": (sum(p.numel() for p in own_parameters(self)), 1.0)}
 
 
 class Norm(Component):
@@ -305,6 +319,17 @@ BASES: dict[str, type] = {
     "dataset": Dataset,
     "tokenizer": Tokenizer,
 }
+
+
+def own_parameters(module: nn.Module) -> Iterator[nn.Parameter]:
+    """`module`'s parameters outside the components nested in it."""
+    nested = {
+        id(p)
+        for m in module.modules()
+        if m is not module and isinstance(m, Component)
+        for p in m.parameters()
+    }
+    return (p for p in module.parameters() if id(p) not in nested)
 
 
 def components(model: nn.Module) -> Iterator[Component]:

@@ -19,10 +19,20 @@ def collect_metrics(model: torch.nn.Module) -> dict[str, float]:
     values: dict[str, list[float]] = {}
     reduce: dict[str, str] = {}
     for c in components(model):
-        for k, v in c.metrics().items():
+        for k, v in _metrics(c).items():
             values.setdefault(k, []).append(float(v))
             reduce[k] = c.metric_reduce.get(k, "mean")
     return {k: sum(v) if reduce[k] == "sum" else sum(v) / len(v) for k, v in values.items()}
+
+
+def _metrics(c: Component) -> dict[str, float]:
+    """`c.metrics()`; on the meta device (shapes, no data) counters that need data are skipped."""
+    if not any(t.is_meta for t in (*c.parameters(), *c.buffers())):
+        return c.metrics()
+    try:
+        return {k: float(v) for k, v in c.metrics().items()}
+    except (RuntimeError, NotImplementedError):  # e.g. Tensor.item() on a meta tensor
+        return {}
 
 
 @torch.no_grad()

@@ -178,6 +178,13 @@ class MLA(Attention):
         ]
         return torch.einsum("bhtc,huc->bthu", x_BHTC, w_uv_HUC)  # absorb W^UV
 
+    def score_flops_per_token(self, context: int) -> float:
+        """2 H (d_h + d_R) per key for q.k plus 2 H d_v for the values: the math, not the
+        CPU forward's zero-padded values (`grouped_causal_attention`)."""
+        cfg = self.cfg
+        width = cfg.qk_nope_head_dim + cfg.qk_rope_head_dim + cfg.v_head_dim
+        return 2.0 * self.num_heads * width * context
+
     def new_cache(
         self, batch_size: int, max_len: int, dtype: torch.dtype, device: torch.device | str = "cpu"
     ) -> dict[str, torch.Tensor]:

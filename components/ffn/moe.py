@@ -118,6 +118,15 @@ class MoE(FFN):
         y_AD = y_AD * weights_NX.flatten()[order_A, None].to(y_AD.dtype)
         return y_AD.new_zeros(x_ND.shape).index_add_(0, token_A, y_AD)
 
+    def param_parts(self) -> dict[str, tuple[int, float]]:
+        """Shared experts every token uses; routed experts, of which a token uses X of E."""
+        if self.dense is not None:
+            return super().param_parts()
+        shared = sum(p.numel() for p in self.shared.parameters()) if self.shared else 0
+        routed = self.w13.numel() + self.w2.numel()
+        active = self.cfg.topk / self.cfg.num_routed_experts
+        return {"shared_experts": (shared, 1.0), "routed_experts": (routed, active)}
+
     @torch.no_grad()
     def _count(self, ids_NX: torch.Tensor, num_seqs: int) -> None:
         mode = TRAIN if self.training else EVAL
