@@ -2,7 +2,8 @@
 
 A trial directory holds `config.yaml` and its weights as `model.safetensors` (harness names;
 written by `import_hf`, and beside `checkpoint.pt` by training) or inside `checkpoint.pt`.
-An HF directory holds `config.json` and safetensors shards in DeepSeek names.
+An HF directory holds `config.json` and safetensors shards in DeepSeek names; an exported one
+also `ablate.json`, the trial's data section, so that a re-import keeps its tokenizer.
 """
 
 from __future__ import annotations
@@ -14,13 +15,22 @@ from pathlib import Path
 
 import torch
 
-from ablate.core.config import Config, Layers, from_layers, load_config, replace, to_yaml
+from ablate.core.config import (
+    Config,
+    Layers,
+    from_layers,
+    load_config,
+    replace,
+    to_dict,
+    to_yaml,
+)
 from ablate.core.fsio import atomic_write_text
 from ablate.core.model import Transformer
 from ablate.interop import hf_config, hf_config_export, hf_weights, io
 
 HF_CONFIG = "config.json"
 WEIGHTS = io.SINGLE  # a trial's weights in harness names
+DATA_SIDECAR = "ablate.json"  # an exported trial's data section (tokenizer), read back on import
 TRAINING_STATE = ("mtp.num_steps",)  # persistent buffers with no DeepSeek name (not exported)
 
 
@@ -57,6 +67,8 @@ def load_hf(
             stacklevel=2,
         )
         m["mtp"], depth = {"name": "none"}, 0
+    if (ckpt_dir / DATA_SIDECAR).is_file():  # exported by the harness: its own tokenizer
+        raw["data"] = json.loads((ckpt_dir / DATA_SIDECAR).read_text())["data"]
     layers = Layers()
     layers.add(str(ckpt_dir / HF_CONFIG), raw)
     cfg = from_layers(layers, list(overrides))
@@ -146,4 +158,6 @@ def export_hf(trial_dir: str | Path, out: str | Path) -> Path:
     out = Path(out)
     io.write_tensors(out, tensors)
     atomic_write_text(out / HF_CONFIG, json.dumps(hf, indent=2) + "\n")
+    sidecar = {"data": to_dict(cfg)["data"], "exported_from": str(Path(trial_dir).resolve())}
+    atomic_write_text(out / DATA_SIDECAR, json.dumps(sidecar, indent=2) + "\n")
     return out

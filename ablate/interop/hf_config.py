@@ -37,6 +37,19 @@ IGNORABLE = frozenset(
         "use_cache",
     }
 )
+MOE_FIELDS = (
+    "aux_loss_alpha",
+    "moe_intermediate_size",
+    "n_group",
+    "n_shared_experts",
+    "norm_topk_prob",
+    "num_experts_per_tok",
+    "routed_scaling_factor",
+    "scoring_func",
+    "seq_aux",
+    "topk_group",
+    "topk_method",
+)
 # Fields that must hold the value the harness implements (absent is fine).
 REQUIRED = {
     "hidden_act": "silu",
@@ -147,7 +160,7 @@ def _ffn(f: Fields) -> dict:
     dense_width = f.need("intermediate_size")
     first_dense = f.get("first_k_dense_replace", 0)
     if not experts or first_dense >= f.hf.get("num_hidden_layers", 0):
-        for key in ("n_routed_experts", "first_k_dense_replace"):
+        for key in MOE_FIELDS:  # no MoE layer: the routing fields have no effect
             f.get(key)
         return {"name": "dense", "hidden_dim": dense_width}
     return {
