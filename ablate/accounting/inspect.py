@@ -89,7 +89,15 @@ def _cost(fpt, tokens, gpu, peak_dtype, mfu, hours, price) -> dict[str, Any]:
 
 
 def _si(x: float, unit: str = "") -> str:
-    for div, s in ((1e21, "Z"), (1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
+    for div, s in (
+        (1e21, "Z"),
+        (1e18, "E"),
+        (1e15, "P"),
+        (1e12, "T"),
+        (1e9, "G"),
+        (1e6, "M"),
+        (1e3, "K"),
+    ):
         if abs(x) >= div:
             return f"{x / div:.3f} {s}{unit}"
     return f"{x:.0f} {unit}".rstrip()
