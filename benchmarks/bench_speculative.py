@@ -29,6 +29,7 @@ from ablate.core.model import Transformer
 from ablate.core.trainer import train
 from ablate.infer.generate import generate
 from ablate.infer.speculative import SpecStats, speculative_generate
+from ablate.interop.convert import trial_weights
 
 REPO = Path(__file__).resolve().parent.parent
 PROMPT_LEN = 32
@@ -53,7 +54,7 @@ def load_model(trial: Path | None, steps: int, overrides: list[str]):
     cfg = load_config(trial / "config.yaml")
     corpus = load_corpus(cfg.data)
     model = Transformer(replace(cfg.model, vocab_size=corpus.tokenizer.vocab_size))
-    model.load_state_dict(torch.load(trial / "checkpoint.pt", weights_only=False)["model"])
+    model.load_state_dict(trial_weights(trial))  # checkpoint.pt + model.safetensors
     m = cfg.model
     label = f"dim {m.dim}, {m.num_layers} layers, MTP depth {m.mtp.depth}"
     return model.eval(), corpus, label

@@ -1,12 +1,14 @@
 """Trial checkpoints: atomic writes, RNG state, and the metrics log cut back on resume.
 
-A checkpoint holds the model, the optimizer, every RNG the loop draws from, the step and the
-config hash, so a resumed trial continues bit-identically to one that never stopped.
+A checkpoint holds the model (as safetensors beside it), the optimizer, every RNG the loop
+draws from, the step and the config hash, so a resumed trial continues bit-identically to one
+that never stopped.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 from pathlib import Path
 
@@ -15,7 +17,9 @@ from torch import nn
 
 from ablate.core.fsio import atomic_write, atomic_write_text  # noqa: F401 (re-exported)
 
-CHECKPOINT = "checkpoint.pt"
+CHECKPOINT = "checkpoint.pt"  # optimizer, RNG states, step, config hash
+WEIGHTS = "model.safetensors"  # the model's state dict, beside the checkpoint
+PENDING = ".next"  # suffix of weights written but not yet committed by the checkpoint
 
 
 def rng_state() -> dict:
@@ -42,15 +46,48 @@ def save_checkpoint(
 
 
 def save_state(path: Path, model_sd: dict, opt_sd: dict, step: int, cfg_hash: str) -> None:
-    """`save_checkpoint` from state dicts (a distributed trial gathers them first)."""
+    """`save_checkpoint` from state dicts (a distributed trial gathers them first).
+
+    The weights go to `model.safetensors` beside `path`, in two phases: written as
+    `model.safetensors.next`, then `path` is replaced, then the weights are renamed into place;
+    whichever of the two files carries `path`'s step (metadata) holds its weights.
+    """
+    from safetensors.torch import save
+
+    weights, pending = _weights_paths(path)
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model_sd.items()}
+    blob = save(tensors, metadata={"step": str(step), "config_hash": cfg_hash})
+    atomic_write(pending, lambda f: f.write(blob))
     state = {
-        "model": model_sd,
+        "weights": WEIGHTS,
         "optimizer": opt_sd,
         "rng": rng_state(),
         "step": step,
         "config_hash": cfg_hash,
     }
     atomic_write(path, lambda f: torch.save(state, f))  # a file object: ENOSPC is an OSError
+    os.replace(pending, weights)
+
+
+def _weights_paths(path: Path) -> tuple[Path, Path]:
+    weights = path.with_name(WEIGHTS)
+    return weights, weights.with_name(WEIGHTS + PENDING)
+
+
+def read_weights(path: Path, step: int, cfg_hash: str, device: torch.device) -> dict:
+    """The model state dict saved with the checkpoint at `path` (of that step and config)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    for candidate in _weights_paths(path):
+        if candidate.is_file():
+            with safe_open(candidate, "pt") as f:
+                meta = f.metadata() or {}
+            if meta.get("step") == str(step) and meta.get("config_hash") == cfg_hash:
+                return load_file(candidate, device=str(device))
+    raise ValueError(
+        f"{path}: no {WEIGHTS} of step {step} beside it (a torn checkpoint); use --restart"
+    )
 
 
 def load_checkpoint(
@@ -80,6 +117,8 @@ def read_checkpoint(path: Path, cfg_hash: str, device: torch.device) -> dict:
             f"{path} belongs to config {ckpt['config_hash']}, not "
             f"{cfg_hash}; use another output directory or --restart"
         )
+    if "model" not in ckpt:  # weights beside it (checkpoints before that held them inside)
+        ckpt["model"] = read_weights(path, ckpt["step"], cfg_hash, device)
     return ckpt
 
 

@@ -111,13 +111,14 @@ def import_hf(ckpt_dir: str | Path, out: str | Path, overrides: Sequence[str] = 
 
 
 def trial_weights(trial: Path) -> dict[str, torch.Tensor]:
-    """A trial's model state dict: `model.safetensors`, else the model in `checkpoint.pt`."""
-    from ablate.core.checkpoint import CHECKPOINT
+    """A trial's model state dict: its last checkpoint's, else an imported `model.safetensors`."""
+    from ablate.core.checkpoint import CHECKPOINT, read_checkpoint
 
+    if (trial / CHECKPOINT).is_file():
+        ckpt_hash = torch.load(trial / CHECKPOINT, weights_only=False)["config_hash"]
+        return read_checkpoint(trial / CHECKPOINT, ckpt_hash, torch.device("cpu"))["model"]
     if (trial / WEIGHTS).is_file():
         return io.read_tensors_file(trial / WEIGHTS)
-    if (trial / CHECKPOINT).is_file():
-        return torch.load(trial / CHECKPOINT, map_location="cpu", weights_only=False)["model"]
     raise ValueError(f"{trial}: no {WEIGHTS} or {CHECKPOINT} (is this a trial directory?)")
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from ablate.core.checkpoint import read_checkpoint
 from ablate.core.config import load_config
 from ablate.core.trainer import train
 from tests.conftest import REPO
@@ -40,7 +41,9 @@ def _losses(out: Path) -> list[tuple[int, float | None, float | None]]:
 
 
 def _checkpoint(out: Path) -> dict:
-    return torch.load(out / "checkpoint.pt", weights_only=False)
+    """The checkpoint with its weights (model.safetensors beside it)."""
+    ckpt_hash = torch.load(out / "checkpoint.pt", weights_only=False)["config_hash"]
+    return read_checkpoint(out / "checkpoint.pt", ckpt_hash, torch.device("cpu"))
 
 
 def test_resume_continues_from_the_checkpoint_bit_for_bit(tmp_path):
