@@ -27,6 +27,7 @@ from ablate.core.layers import (
     read_yaml,
     resolve,
 )
+from ablate.core.scale import apply_scale
 from ablate.core.slots import merge_layers, switch_slots
 from ablate.core.validate import build_dataclass, check
 
@@ -122,6 +123,9 @@ class TrainConfig:
     # torch intra-op threads; part of the identity (MoE and bf16 results differ by thread
     # count), so never taken from the machine or --workers; 0 is read as 1
     threads: int = 1
+    # weights to start from: a trial directory or a local HF DeepSeek checkpoint (`ablate
+    # import-hf`); "" = the seed's random init. In the trial id through the weights' sha256.
+    init_from: str = ""
     precision: Any = slot("precision", "fp32")
 
 
@@ -170,6 +174,8 @@ def from_layers(layers: Layers, overrides: list[str] = ()) -> Config:
         # the keys the overrides set, so that errors name the command line
         layers.add("command line", override_layer(parsed, values=False))
     data = resolve(data, layers)
+    data, scaled = apply_scale(data, layers)  # `scale:` derives a variant, before validation
+    notes += scaled
     plugins = data.get("plugins", ())
     if plugins:
         try:
