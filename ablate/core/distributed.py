@@ -135,9 +135,13 @@ def any_rank(flag: bool, ranks: Ranks) -> bool:
     return mean(float(flag), ranks) > 0 if ranks.active else flag
 
 
-def describe(ranks: Ranks) -> dict[str, Any]:
-    """The summary's `distributed` entry ({} for a single process)."""
-    return {"distributed": {"mode": ranks.mode, "world_size": ranks.world}} if ranks.active else {}
+def settle(ranks: Ranks) -> dict[str, Any]:
+    """Wait for every rank (the last collective: the group may then be torn down) and return
+    the summary's `distributed` entry ({} for a single process)."""
+    if not ranks.active:
+        return {}
+    dist.barrier()
+    return {"distributed": {"mode": ranks.mode, "world_size": ranks.world}}
 
 
 def torchrun_command(nproc: int, argv: list[str]) -> list[str]:

@@ -239,7 +239,7 @@ def _log_eval_save(
 def _finish(run: Trial, prog: _Progress, t_start: float) -> dict[str, Any]:
     """Final metrics, summary.json (and git.diff when dirty); callbacks get the summary."""
     final = final_metrics(run.model, run.comps, run.corpus) if prog.status == "done" else {}
-    summary = _summary(run, prog, final, t_start) | distributed.describe(run.ranks)
+    summary = _summary(run, prog, final, t_start) | distributed.settle(run.ranks)
     if not run.ranks.main:
         return summary
     if repro.git_info()["git_dirty"]:

@@ -19,6 +19,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from ablate.core import distributed, trainer
+from ablate.core.checkpoint import read_checkpoint
 from ablate.core.config import config_hash, load_config
 from ablate.core.trainer import train
 from tests.conftest import REPO
@@ -66,6 +67,7 @@ def _rank_main(rank: int, world: int, port: int, jobs: list[tuple[list[str], str
         run = built.pop()
         model_sd, _ = distributed.full_state(run.model, run.opt, run.ranks)
         torch.save(model_sd, Path(out) / f"rank{rank}.pt")
+    dist.barrier()  # no rank tears gloo down while another still talks to it
     dist.destroy_process_group()
 
 
@@ -76,13 +78,18 @@ def _spawn(jobs: list[tuple[list[str], str, int]], world: int = 2) -> None:
     mp.spawn(_rank_main, args=(world, port, jobs), nprocs=world, join=True)
 
 
-def _losses(out: Path) -> list[float]:
+def _losses(out: Path) -> list[dict[str, float]]:
+    """Per logged row: losses (main, extra terms, validation) and the clipped gradient norm.
+    (Train-time MoE load metrics are rank 0's shard, so they are not compared.)"""
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return [r.get("loss", r.get("val_loss")) for r in rows]
+    keep = ("loss", "val_loss", "grad_norm")
+    return [{k: v for k, v in r.items() if k in keep or k.startswith("loss/")} for r in rows]
 
 
 def _weights(out: Path) -> dict[str, torch.Tensor]:
-    return torch.load(out / "checkpoint.pt", weights_only=False)["model"]
+    path = out / "checkpoint.pt"
+    cfg_hash = torch.load(path, weights_only=False)["config_hash"]
+    return read_checkpoint(path, cfg_hash, torch.device("cpu"))["model"]
 
 
 def _assert_equal_runs(single: Path, multi: Path) -> None:
@@ -157,3 +164,13 @@ def test_world_size_checks(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "3")
     with pytest.raises(ValueError, match=r"data.batch_size=4 .* world size 3"):
         distributed.init("ddp", 4, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+def test_group_of_one_without_torchrun(tmp_path, mode):
+    """Plain `python` (no torchrun environment): a process group of one, then closed again."""
+    single = _single([], tmp_path / "single")
+    one = _single([f"train.distributed={mode}"], tmp_path / mode)
+    _assert_equal_runs(single, one)
+    assert not dist.is_initialized()
+    assert json.loads((one / "summary.json").read_text())["distributed"]["world_size"] == 1
