@@ -70,6 +70,11 @@ def identity(d: dict, code: dict[str, str]) -> dict[str, Any]:
         d[section].pop(name, None)
     d["train"]["device"] = resolved_device(d["train"]["device"])
     d["train"]["threads"] = d["train"]["threads"] or 1
+    init_from = d["train"].pop("init_from", "")  # absent when unset: ids stay as they were
+    if init_from:
+        from ablate.interop.convert import weights_fingerprint
+
+        d["init_fingerprint"] = weights_fingerprint(init_from)
     data = data_fingerprint(d["data"])
     if d["model"]["vocab_size"] == data["vocab_size"]:
         d["model"]["vocab_size"] = 0

@@ -55,6 +55,10 @@ def build(cfg: Config, device: torch.device):
         )
     torch.manual_seed(cfg.train.seed)
     model = Transformer(mcfg).to(device)
+    if cfg.train.init_from:  # after the seed's init, so the RNG stream is the same either way
+        from ablate.interop.convert import init_weights
+
+        init_weights(model, cfg.train.init_from)
     precision = registry.build(cfg.train.precision, device)
     model = precision.apply(model)
     return corpus, model, precision

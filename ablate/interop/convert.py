@@ -8,6 +8,8 @@ also `ablate.json`, the trial's data section, so that a re-import keeps its toke
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import warnings
 from collections.abc import Sequence
@@ -162,3 +164,53 @@ def export_hf(trial_dir: str | Path, out: str | Path) -> Path:
     sidecar = {"data": to_dict(cfg)["data"], "exported_from": str(Path(trial_dir).resolve())}
     atomic_write_text(out / DATA_SIDECAR, json.dumps(sidecar, indent=2) + "\n")
     return out
+
+
+def _weight_files(path: Path) -> list[Path]:
+    if (path / "config.yaml").is_file():
+        from ablate.core.checkpoint import CHECKPOINT
+
+        names = (WEIGHTS, CHECKPOINT, "config.yaml")
+        return [path / n for n in names if (path / n).is_file()]
+    return [path / HF_CONFIG, *io.shard_files(path)]
+
+
+def weights_fingerprint(path: str) -> str:
+    """sha256 over the files `init_weights(path)` reads (for the trial id of `train.init_from`)."""
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise ValueError(f"train.init_from={path}: no such directory")
+    digest = hashlib.sha256()
+    for file in _weight_files(root):
+        stat = file.stat()
+        digest.update(
+            f"{file.name}:{_file_sha256(str(file), stat.st_mtime_ns, stat.st_size)}".encode()
+        )
+    return digest.hexdigest()
+
+
+@functools.cache
+def _file_sha256(path: str, mtime_ns: int, size: int) -> str:
+    """One file's sha256, computed once per (path, modification time, size) and process."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 24), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def init_weights(model: Transformer, path: str) -> None:
+    """Load `train.init_from` (a trial directory or an HF checkpoint) into a freshly built model.
+
+    Raises:
+        ValueError: no such checkpoint, or its weights do not fit the model's config.
+    """
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise ValueError(f"train.init_from={path}: no such directory")
+    _, source = load_model(root)
+    try:
+        model.load_state_dict(source.state_dict())
+    except RuntimeError as e:
+        first = str(e).splitlines()[1] if "\n" in str(e) else str(e)
+        raise ValueError(f"train.init_from={path}: weights do not fit model: {first}") from None
