@@ -90,6 +90,7 @@ def _cost(fpt, tokens, gpu, peak_dtype, mfu, hours, price) -> dict[str, Any]:
 
 def _si(x: float, unit: str = "") -> str:
     for div, s in (
+        (1e24, "Y"),
         (1e21, "Z"),
         (1e18, "E"),
         (1e15, "P"),
@@ -129,7 +130,7 @@ def format_text(r: dict[str, Any]) -> str:
         )
     for name, m in r["memory"].items():
         lines.append(
-            f"memory {name}: weights {_si(m['weights'], 'B')}, grads "
+            f"memory {name} (MTP included): weights {_si(m['weights'], 'B')}, grads "
             f"{_si(m['gradients'], 'B')}, master {_si(m['master'], 'B')}, optimizer "
             f"{_si(m['optimizer'], 'B')}, total {_si(m['total'], 'B')}"
         )
