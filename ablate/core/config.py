@@ -27,6 +27,7 @@ from ablate.core.layers import (
     read_yaml,
     resolve,
 )
+from ablate.core.scale import apply_scale
 from ablate.core.slots import merge_layers, switch_slots
 from ablate.core.validate import build_dataclass, check
 
@@ -173,6 +174,8 @@ def from_layers(layers: Layers, overrides: list[str] = ()) -> Config:
         # the keys the overrides set, so that errors name the command line
         layers.add("command line", override_layer(parsed, values=False))
     data = resolve(data, layers)
+    data, scaled = apply_scale(data, layers)  # `scale:` derives a variant, before validation
+    notes += scaled
     plugins = data.get("plugins", ())
     if plugins:
         try:
