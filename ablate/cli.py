@@ -78,6 +78,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     # validates every trial, its data and its memory estimate; writes nothing
     sweep = load_sweep(args.sweep, args.overrides, check_data=True)
+    if sweep.tune and not args.dry_run:  # its trials run at the tuned values, not these
+        raise ValueError(f"{args.sweep}: it has a `tune:` section; run it with `ablate tune`")
     if args.dry_run:
         rows = trial_table(sweep)
         for r in rows:
@@ -102,6 +104,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     path = render(sweep.run_dir, sweep.report_dir, sweep.report.get("title", ""))
     print(f"report: {path}")
+    return status
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from ablate.core.fsio import check_writable
+    from ablate.report.html import render
+    from ablate.study.executors import Resources
+    from ablate.study.sweep import load_sweep
+    from ablate.study.tune import tune_sweep
+
+    sweep = load_sweep(args.sweep, args.overrides, check_data=True)
+    if not sweep.tune:
+        raise ValueError(f"{args.sweep}: no `tune:` section; run it with `ablate run`")
+    check_writable(sweep.run_dir)
+    check_writable(sweep.report_dir)
+    res = Resources(**{f: getattr(args, f) for f in Resources.__dataclass_fields__})
+    status = tune_sweep(sweep, executor=args.executor, resources=res)
+    print(f"report: {render(sweep.run_dir, sweep.report_dir, sweep.report.get('title', ''))}")
     return status
 
 
@@ -257,6 +277,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--partition", default="", help="SLURM partition")
     r.add_argument("--ray-address", dest="address", default="", help="Ray cluster (or local)")
     r.set_defaults(func=cmd_run)
+
+    tu = sub.add_parser("tune", help="tune each arm (Optuna, `tune:` section), then run its seeds")
+    tu.add_argument("sweep", help="sweep YAML file with a `tune:` section")
+    tu.add_argument("overrides", nargs="*", help="Hydra-style overrides applied to every arm")
+    for action in r._actions:  # the executor options of `run`
+        if action.dest in ("executor", "cpus", "gpus", "timeout_min", "partition", "address"):
+            tu._add_action(action)
+    tu.set_defaults(func=cmd_tune)
 
     st = sub.add_parser("status", help="print a sweep's trial ledger")
     st.add_argument("sweep", help="sweep YAML file")

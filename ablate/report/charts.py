@@ -75,6 +75,8 @@ def charts(meta: dict, trials: list[dict]) -> list[dict]:
     """
     from matplotlib import rc_context
 
+    from ablate.report.charts_tune import tune_chart
+
     arms = shown_arms(meta, trials)
     labels, families = chart_labels(arms)
     with rc_context({"font.family": families} if families else {}):
@@ -82,6 +84,7 @@ def charts(meta: dict, trials: list[dict]) -> list[dict]:
             *_loss_curves(arms, trials, labels),
             *_throughput(arms, trials, labels),
             *_heatmaps(arms, trials, labels),
+            *tune_chart(meta, arms, labels),
         ]
     legend = [(labels[a], a) for a in arms if labels[a] != a]
     return [{**c, "legend": legend} for c in out] if legend else out

@@ -29,6 +29,7 @@ from ablate.core.identity import differing_keys
 from ablate.core.preflight import preflight
 from ablate.study.arms import expand_arms, mapping, nest
 from ablate.study.claims import equivalence, paper
+from ablate.study.tune_spec import tune_spec
 
 TOP_KEYS = (
     "name",
@@ -79,7 +80,7 @@ class Sweep:
     cli_overrides: tuple[str, ...] = ()
     equivalence: dict[str, Any] = field(default_factory=dict)  # {margin, relative}: TOST claim
     paper: dict[str, dict[str, Any]] = field(default_factory=dict)  # arm -> {value, source}
-    tune: dict[str, Any] = field(default_factory=dict)  # the raw `tune:` section (study.tune)
+    tune: dict[str, Any] = field(default_factory=dict)  # validated `tune:` (study.tune_spec)
 
     @property
     def run_dir(self) -> Path:
@@ -285,5 +286,5 @@ def load_sweep(
         cli_overrides=cli,
         equivalence=claims["equivalence"],
         paper=claims["paper"],
-        tune=mapping(spec.get("tune"), src, "tune"),
+        tune=tune_spec(spec.get("tune"), src, seeds),
     )
