@@ -74,12 +74,37 @@ def repro_block(meta: dict, trials: list[dict]) -> dict[str, Any]:
         "sweep_path": meta.get("sweep_path", ""),
         "cli": " ".join(meta.get("cli_overrides", [])),
         "base_config": meta.get("base_config", ""),
+        "resolved": resolved_configs(meta, trials),
         "git": revs or ["(no finished trial)"],
         "versions": first.get("versions", {}),
         "hardware": first.get("hardware", {}),
         "seeds": meta.get("seeds", []),
         "fingerprint": meta.get("fingerprint", ""),
     }
+
+
+def resolved_configs(meta: dict, trials: list[dict]) -> list[tuple[str, str]]:
+    """(arm, YAML) of what the trials ran: the baseline's whole resolved config (its first
+    seed), then each other arm's keys that differ from it (seed excluded)."""
+    import yaml
+
+    from ablate.report.table import flatten, shown_arms
+
+    first = {a: next(t for t in trials if t["arm"] == a) for a in shown_arms(meta, trials)}
+    if not first:
+        return []
+    base = meta.get("baseline") if meta.get("baseline") in first else next(iter(first))
+    out = [(base, yaml.safe_dump(first[base]["config"], sort_keys=False))]
+    ref = flatten(first[base]["config"])
+    for arm, t in first.items():
+        if arm != base:
+            flat = flatten(t["config"])
+            diff = {
+                k: flat.get(k) for k in sorted(set(flat) | set(ref)) if flat.get(k) != ref.get(k)
+            }
+            diff.pop("train.seed", None)
+            out.append((arm, yaml.safe_dump(diff, sort_keys=False) if diff else "(none)\n"))
+    return out
 
 
 def _data_lines(summaries: list[dict]) -> list[str]:

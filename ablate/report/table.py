@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from ablate.report import stats
+from ablate.report.labels import label, move_common
 from ablate.report.verdicts import verdicts
 
 FAMILY_RE = re.compile(r"^(.+)/(\d+)$")  # `expert_load/3`: index 3 of a per-index family
@@ -228,15 +229,19 @@ def ablation_table(meta: dict, trials: list[dict]) -> dict[str, Any]:
             row["verdict"], row["verdict_word"] = verdict[a].line, verdict[a].word
         row["settings"] = [(k, v) for k, v in zip(cols["values"], row["values"]) if v != "—"]
         rows.append(row)
-    return {
-        "component_cols": [c[0] for c in comp_cols],
-        "value_cols": cols["values"],
-        "metric_cols": cols["metrics"],
-        "rows": rows,
-        "show_precision": any(r["precision"] for r in rows),
-        "show_paper": bool(paper),
-        "equivalence": claims.get("equivalence") or {},
-    }
+    return move_common(
+        {
+            "component_cols": [c[0] for c in comp_cols],
+            "value_cols": cols["values"],
+            "metric_cols": cols["metrics"],
+            "metric_labels": [label(k) for k in cols["metrics"]],
+            "rows": rows,
+            "show_precision": any(r["precision"] for r in rows),
+            "show_params": True,
+            "show_paper": bool(paper),
+            "equivalence": claims.get("equivalence") or {},
+        }
+    )
 
 
 def precision_table(meta: dict, trials: list[dict]) -> dict[str, Any]:

@@ -147,13 +147,15 @@ def test_rendered_report_is_self_contained_and_escaped(tmp_path, monkeypatch):
         "val ppl = exp(loss)",
         "p (paired, val loss)",
         "&Delta; val ppl vs baseline",
-        "tokens/s",
-        "params",
-        "kv_bytes_per_token",
+        "train throughput (tokens / s)",
+        "parameters",
+        "KV (bytes / token)",  # the label of kv_bytes_per_token, the raw key in its tooltip
         "settings",
-        "precision backend",
     ):
         assert f"<th>{header}" in plain or f">{header}<" in plain, header
+    assert 'title="kv_bytes_per_token"' in html
+    # the same backend in every arm: on the common-settings line, not a column
+    assert "precision backend = fake&lt;fp8&gt;" in html and "<th>precision backend" not in html
     assert "model.ffn.hidden_dim=" in html
     assert 'id="precision"' in html and "quant_error.w_err" in plain and ">0.025<" in html
     assert "abc123 (dirty)" in html and "test-cpu" in html and sweep.trials[0].trial_id in html
