@@ -1,5 +1,6 @@
-"""The report's figures as base64 PNGs: validation-loss curves, training throughput, and one
-heat map per per-index metric family (e.g. `expert_load/<i>`). matplotlib is imported only
+"""The report's figures as base64 PNGs: loss curves and quality vs cost (`charts_study`),
+training throughput, one heat map per per-index metric family (e.g. `expert_load/<i>`) and
+the tuning figure (`charts_tune`). matplotlib is imported only
 when a chart is drawn, so importing the report package stays light.
 """
 
@@ -69,55 +70,27 @@ def chart_labels(arms: list[str]) -> tuple[dict[str, str], list[str] | None]:
 
 
 def charts(meta: dict, trials: list[dict]) -> list[dict]:
-    """Base64 PNGs: val-loss curves, throughput bars, one heat map per per-index family.
+    """Base64 PNGs: loss curves, quality vs cost, throughput, heat maps, tuning.
 
     Each figure with shortened arm labels carries `legend`: (label, arm name) pairs.
     """
     from matplotlib import rc_context
 
+    from ablate.report.charts_study import loss_curves, quality_vs_cost
     from ablate.report.charts_tune import tune_chart
 
     arms = shown_arms(meta, trials)
     labels, families = chart_labels(arms)
     with rc_context({"font.family": families} if families else {}):
         out = [
-            *_loss_curves(arms, trials, labels),
+            *loss_curves(arms, trials, labels),
+            *quality_vs_cost(arms, trials, labels),
             *_throughput(arms, trials, labels),
             *_heatmaps(arms, trials, labels),
             *tune_chart(meta, arms, labels),
         ]
     legend = [(labels[a], a) for a in arms if labels[a] != a]
     return [{**c, "legend": legend} for c in out] if legend else out
-
-
-def _loss_curves(arms: list[str], trials: list[dict], labels: dict) -> list[dict[str, str]]:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7, 4), layout="constrained")
-    ax = fig.add_subplot()
-    for a in arms:
-        by_step: dict[int, list[float]] = {}
-        for t in trials:
-            if t["arm"] == a:
-                for r in t["records"]:
-                    if "val_loss" in r:
-                        by_step.setdefault(r["step"], []).append(r["val_loss"])
-        if by_step:
-            steps = sorted(by_step)
-            mean = [sum(by_step[s]) / len(by_step[s]) for s in steps]
-            (line,) = ax.plot(steps, mean, marker="o", label=labels[a])
-            ax.fill_between(
-                steps,
-                [min(by_step[s]) for s in steps],
-                [max(by_step[s]) for s in steps],
-                alpha=0.2,
-                color=line.get_color(),
-            )
-    ax.set(xlabel="step", ylabel="validation loss", title="Validation loss (mean, min-max band)")
-    if not ax.lines:
-        return []
-    ax.legend()
-    return [{"title": "Validation loss", "png": _png(fig)}]
 
 
 def _throughput(arms: list[str], trials: list[dict], labels: dict) -> list[dict[str, str]]:

@@ -67,3 +67,29 @@ def test_resolved_configs_are_the_trials_own():
     assert (arm_a, arm_b) == ("a", "b")
     assert "steps: 30" in full and "dim: 64" in full
     assert diff.strip() == "model.dim: 96"
+
+
+def test_pareto_front_by_hand():
+    from ablate.report.charts_study import pareto
+
+    # (cost, perplexity): (3, 9) is beaten by (2, 8); (1, 10) and (2, 8) and (4, 7) are not
+    pts = [(1.0, 10.0), (2.0, 8.0), (3.0, 9.0), (4.0, 7.0)]
+    assert pareto(pts, higher_x_better=False) == [0, 1, 3]
+    # throughput (higher better): (4, 7) beats everything with a higher perplexity
+    assert pareto(pts, higher_x_better=True) == [3]
+    assert pareto([(1.0, 1.0), (1.0, 1.0)], False) == [0, 1]  # ties beat nobody
+
+
+def test_loss_curves_use_tokens_and_training_time():
+    from ablate.report.charts_study import _series
+
+    trial = {
+        "config": {"data": {"batch_size": 4, "seq_len": 8}, "train": {"grad_accum": 2}},
+        "records": [
+            {"step": 10, "loss": 3.0, "train_s": 1.5},
+            {"step": 10, "val_loss": 2.9, "train_s": 1.5},
+            {"step": 20, "loss": float("nan"), "train_s": 3.0},
+        ],
+    }
+    assert _series(trial, "loss", "tokens") == {10: (640.0, 3.0)}
+    assert _series(trial, "val_loss", "train_s") == {10: (1.5, 2.9)}
