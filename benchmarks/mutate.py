@@ -126,7 +126,9 @@ MUTANTS = [
         "components/attention/mla.py",
         "w_uk_HZC, w_uv_HUC = ",
         "w_uv_HUC, w_uk_HZC = ",
-        ("tests/components/attention/test_mla.py::test_cached_decoding_matches_spec_reference[equal-absorbed]",),
+        (
+            "tests/components/attention/test_mla.py::test_cached_decoding_matches_spec_reference[equal-absorbed]",
+        ),
     ),
     Mutant(
         "causal_mask_off_by_one",
