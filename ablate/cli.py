@@ -75,6 +75,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ablate.report.html import render
     from ablate.study.launch import changed_finished, format_table, run_sweep, trial_table
     from ablate.study.sweep import load_sweep
+    from ablate.study.tracking import log_report
 
     # validates every trial, its data and its memory estimate; writes nothing
     sweep = load_sweep(args.sweep, args.overrides, check_data=True)
@@ -104,6 +105,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     path = render(sweep.run_dir, sweep.report_dir, sweep.report.get("title", ""))
     print(f"report: {path}")
+    log_report(sweep, path, path.parent / "results.csv")
     return status
 
 
@@ -112,6 +114,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from ablate.report.html import render
     from ablate.study.executors import Resources
     from ablate.study.sweep import load_sweep
+    from ablate.study.tracking import log_report
     from ablate.study.tune import tune_sweep
 
     sweep = load_sweep(args.sweep, args.overrides, check_data=True)
@@ -121,7 +124,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     check_writable(sweep.report_dir)
     res = Resources(**{f: getattr(args, f) for f in Resources.__dataclass_fields__})
     status = tune_sweep(sweep, executor=args.executor, resources=res)
-    print(f"report: {render(sweep.run_dir, sweep.report_dir, sweep.report.get('title', ''))}")
+    path = render(sweep.run_dir, sweep.report_dir, sweep.report.get("title", ""))
+    print(f"report: {path}")
+    log_report(sweep, path, path.parent / "results.csv")
     return status
 
 

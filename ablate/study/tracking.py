@@ -62,6 +62,70 @@ def _numeric(record: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def run_tags(cfg: dict[str, Any], arm: str, seed: int) -> list[str]:
+    """W&B tags of a trial: its arm, each component choice (`attention=mla`) and its seed."""
+    tags = [f"arm={arm}"]
+
+    def walk(d: dict[str, Any]) -> None:
+        for key, value in d.items():
+            if isinstance(value, dict):
+                if isinstance(value.get("name"), str):
+                    tags.append(f"{key}={value['name']}")
+                walk(value)
+
+    walk(cfg)
+    return [t[:64] for t in dict.fromkeys([*tags, f"seed={seed}"])]  # W&B's tag limit
+
+
+def _cell(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def log_report(sweep, html_path: Path, csv_path: Path) -> str | None:
+    """Log a sweep's results table (a W&B Table) and its HTML report (an artifact) in one run
+    of the sweep's group (job type `report`); best effort: returns the error, never raises."""
+    import csv
+
+    t = sweep.trials[0].cfg.tracking
+    if t.wandb == "disabled":
+        return None
+    try:
+        import wandb
+
+        with csv_path.open(newline="") as f:
+            rows = list(csv.reader(f))
+        run = wandb.init(
+            project=t.project,
+            entity=t.entity or None,
+            group=sweep.name,
+            job_type="report",
+            name=f"{sweep.name}-report",
+            dir=str(sweep.run_dir),
+            mode=t.wandb,
+            tags=["report"],
+            settings=wandb.Settings(
+                silent=True,
+                console="off",
+                x_disable_stats=True,
+                disable_git=True,
+                init_timeout=t.init_timeout,
+            ),
+        )
+        data = [[_cell(v) for v in row] for row in rows[1:]]
+        run.log({"results": wandb.Table(columns=rows[0], data=data)})
+        artifact = wandb.Artifact(f"{sweep.name}-report", type="report")
+        artifact.add_file(str(html_path), name="index.html")
+        run.log_artifact(artifact)
+        run.finish()
+        return None
+    except Exception as e:  # tracking must never fail a finished sweep
+        warnings.warn(f"W&B report logging failed: {type(e).__name__}: {e}", stacklevel=2)
+        return f"{type(e).__name__}: {e}"
+
+
 class WandbCallback:
     """Trainer callback logging one trial to its own W&B run.
 
@@ -113,6 +177,7 @@ class WandbCallback:
             dir=str(self.trial_dir),
             mode=t.wandb,
             config=to_dict(self.cfg),
+            tags=run_tags(to_dict(self.cfg), self.arm, self.cfg.train.seed),
             settings=wandb.Settings(
                 silent=True,
                 console="off",
