@@ -64,8 +64,14 @@ def _line(cmp: stats.Paired, p_holm: float, p_tost: float, equivalence: Mapping)
             f"equivalent within {_margin_text(equivalence)} (TOST Holm p={p_tost:.3g}, {n} seeds)"
         )
         return Verdict("equivalent", text, p_holm, p_tost, size)
+    if cmp.sd == 0 and cmp.diff == 0:
+        text = f"inconclusive: the same val loss as the baseline on all {n} seeds"
+        return Verdict("inconclusive", text, p_holm, p_tost, size)
     need = stats.seeds_needed(cmp.diff, cmp.sd)
-    need_text = f"{need} seeds" if need is not None else f"more than {stats.MAX_SEEDS} seeds"
+    if cmp.diff == 0:
+        need_text = "no count (the observed difference is 0)"
+    else:
+        need_text = f"{need} seeds" if need is not None else f"more than {stats.MAX_SEEDS} seeds"
     text = (
         f"inconclusive (Holm p={p_holm:.3g}): {n} seeds detect |Δ| ≥ {size:.3g} at 80% power; "
         f"the observed {cmp.diff:+.3g} would need {need_text}"

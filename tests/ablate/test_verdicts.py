@@ -229,3 +229,9 @@ def test_shipped_fp8_sweep_states_its_margin():
     sweep = load_sweep("sweeps/bf16_vs_fp8.yaml")
     assert sweep.equivalence == {"margin": 0.0025, "relative": True}
     assert sweep.report["equivalence"] == sweep.equivalence
+
+
+def test_identical_arms_say_so():
+    values = {"a": [3.0, 3.1, 3.2], "b": [3.0, 3.1, 3.2]}
+    rows = ablation_table(_meta(["a", "b"]), _trials(values))["rows"]
+    assert rows[1]["verdict"] == "inconclusive: the same val loss as the baseline on all 3 seeds"
