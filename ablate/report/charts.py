@@ -76,7 +76,7 @@ def charts(meta: dict, trials: list[dict]) -> list[dict]:
     """
     from matplotlib import rc_context
 
-    from ablate.report.charts_study import loss_curves, quality_vs_cost
+    from ablate.report.charts_study import loss_curves, quality_vs_cost, seed_dots
     from ablate.report.charts_tune import tune_chart
 
     arms = shown_arms(meta, trials)
@@ -84,6 +84,7 @@ def charts(meta: dict, trials: list[dict]) -> list[dict]:
     with rc_context({"font.family": families} if families else {}):
         out = [
             *loss_curves(arms, trials, labels),
+            *seed_dots(arms, trials, labels),
             *quality_vs_cost(arms, trials, labels),
             *_throughput(arms, trials, labels),
             *_heatmaps(arms, trials, labels),

@@ -163,3 +163,30 @@ def quality_vs_cost(arms: list[str], trials: list[dict], labels: dict) -> list[d
         ax.legend(fontsize=7)
     fig.suptitle("Quality vs cost (better: down, and left, or right for throughput)")
     return [{"title": "Quality vs cost", "png": _png(fig)}]
+
+
+def seed_dots(arms: list[str], trials: list[dict], labels: dict) -> list[dict[str, str]]:
+    """Each arm's per-seed validation losses as dots beside their mean and 95% t-interval."""
+    from matplotlib.figure import Figure
+
+    from ablate.report import stats
+    from ablate.report.charts import _png
+
+    values = {
+        a: [v for t in trials if t["arm"] == a and (v := result(t)) is not None] for a in arms
+    }
+    shown = [a for a in arms if values[a]]
+    if not shown:
+        return []
+    fig = Figure(figsize=(max(4.0, 1.2 * len(shown) + 2), 3.4), layout="constrained")
+    ax = fig.add_subplot()
+    for i, a in enumerate(shown):
+        vs = values[a]
+        offsets = [(j - (len(vs) - 1) / 2) * 0.06 for j in range(len(vs))]
+        ax.scatter([i + o for o in offsets], vs, color=f"C{arms.index(a) % 10}", alpha=0.7)
+        mean, half = stats.mean_ci(vs)
+        err = [[half], [half]] if math.isfinite(half) else None
+        ax.errorbar([i + 0.25], [mean], yerr=err, fmt="D", color="k", capsize=4)
+    ax.set_xticks(range(len(shown)), [labels[a] for a in shown])
+    ax.set(ylabel="validation loss", title="Per seed (dots) and mean with 95% CI (diamond)")
+    return [{"title": "Validation loss per seed", "png": _png(fig)}]

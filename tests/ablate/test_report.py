@@ -137,8 +137,9 @@ def test_rendered_report_is_self_contained_and_escaped(tmp_path, monkeypatch):
     assert links and all(link.startswith("data:image/png;base64,") for link in links)
     text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", html)
     assert not re.search(r"https?:|url\(|<link|@import|//[a-z]", text), "loads from the network"
-    # loss curves, quality vs cost (tokens/s, activated parameters), throughput, expert_load
-    assert len(links) == 4
+    # loss curves, per-seed dots, quality vs cost (tokens/s, activated parameters),
+    # throughput, expert_load
+    assert len(links) == 5
     for link in links:
         assert b"http" not in base64.b64decode(link.split(",", 1)[1])
     assert "expert_load (per index, one colour scale)" in html

@@ -235,3 +235,12 @@ def test_identical_arms_say_so():
     values = {"a": [3.0, 3.1, 3.2], "b": [3.0, 3.1, 3.2]}
     rows = ablation_table(_meta(["a", "b"]), _trials(values))["rows"]
     assert rows[1]["verdict"] == "inconclusive: the same val loss as the baseline on all 3 seeds"
+
+
+def test_paper_column_shows_value_and_source():
+    values = {"mha": [3.0, 3.1], "mla": [2.9, 3.0]}
+    paper = {"mla": {"value": "-0.1 loss", "source": "Some paper, Table 1"}}
+    table = ablation_table(_meta(["mha", "mla"], {"paper": paper}), _trials(values))
+    assert table["show_paper"] and table["rows"][1]["paper"] == "-0.1 loss (Some paper, Table 1)"
+    assert table["rows"][0]["paper"] == ""
+    assert not ablation_table(_meta(["mha", "mla"]), _trials(values))["show_paper"]
