@@ -211,9 +211,9 @@ def _run_held(
             file=stream,
         )
     todo = [r for r in ledger.rows() if r["state"] not in ("done", "diverged")]
+    where = f"{workers} worker{'s' if workers > 1 else ''}" if executor == "local" else executor
     print(
-        f"sweep {sweep.name}: {len(ledger.rows())} trials, {len(todo)} to run "
-        f"({workers} worker{'s' if workers > 1 else ''})",
+        f"sweep {sweep.name}: {len(ledger.rows())} trials, {len(todo)} to run ({where})",
         file=stream,
         flush=True,
     )
