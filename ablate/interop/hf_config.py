@@ -8,7 +8,7 @@ else is refused with a ValueError naming it, so a checkpoint never loads half-un
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NoReturn
 
 from ablate.core.config import DataConfig
 
@@ -76,7 +76,7 @@ class Fields:
             raise ValueError(f"config.json: {key} is required")
         return self.get(key)
 
-    def refuse(self, key: str, why: str) -> None:
+    def refuse(self, key: str, why: str) -> NoReturn:
         raise ValueError(f"config.json: {key}={self.hf.get(key)!r} is not supported: {why}")
 
     def finish(self) -> None:
@@ -212,7 +212,6 @@ def _router(f: Fields) -> dict:
         f"with scoring_func={scoring!r}; supported: sigmoid + noaux_tc, "
         "softmax + greedy or group_limited_greedy",
     )
-    raise AssertionError  # refuse raised
 
 
 def _rope(f: Fields, max_len: int) -> tuple[float, dict]:

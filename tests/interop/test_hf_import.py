@@ -91,6 +91,7 @@ def edit_config(path, **changes):
         ({"hidden_act": "gelu"}, "hidden_act"),
         ({"norm_topk_prob": False}, "norm_topk_prob"),
         ({"moe_layer_freq": 2}, "moe_layer_freq"),
+        ({"topk_method": "group_limited_greedy"}, "topk_method"),  # with the sigmoid gate
         ({"rms_norm_eps": 1e-5}, "rms_norm_eps"),
         ({"model_type": "llama"}, "model_type"),
         ({"rope_parameters": {"rope_type": "linear", "factor": 2.0}}, "rope_scaling"),
