@@ -27,6 +27,7 @@ HYPOTHETICAL = {  # the worked example's plugin exists only on the reader's mach
 }
 SLOW = {  # measured over 20 s even when shrunk (a 2-worker MoE sweep: ~40 s)
     "ablate run sweeps/aux_vs_bias.yaml --workers 2",
+    "ablate tune sweeps/mla_vs_mha_tuned.yaml",  # a whole tuned study: minutes even when shrunk
 }
 TINY_TRAIN = ["train.steps=12", "train.eval_every=6", "train.checkpoint_every=6"]
 TINY_RUN = ["train.steps=2", "train.eval_every=2", "train.checkpoint_every=2"]
