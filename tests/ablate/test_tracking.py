@@ -139,7 +139,9 @@ def test_resumed_trial_continues_its_one_offline_run(tmp_path, monkeypatch):
     first = callback()
     assert train(trial.cfg, out, callbacks=[first], stop_after=5)["status"] == "stopped"
     first.close()  # as after a Ctrl-C
-    assert train(trial.cfg, out, callbacks=[callback()])["resumed_from"] == 5
+    second = callback()
+    assert train(trial.cfg, out, callbacks=[second])["resumed_from"] == 5
+    second.close()  # W&B writes asynchronously: read the run only after it is closed
     [run] = (out / "wandb").glob(f"offline-run-*-{trial.trial_id}")
     data = (run / f"run-{trial.trial_id}.wandb").read_bytes()
     assert b"grad_norm" in data and b"val_ppl" in data  # the replayed and the new steps
