@@ -35,7 +35,10 @@ def _fingerprint(data_json: str, data_dir: str) -> tuple[tuple[str, Any], ...]:
     from ablate.core.config import from_dict
     from ablate.core.data import load_corpus
 
-    cfg = from_dict({"data": json.loads(data_json)}, "<data fingerprint>").data
+    data = json.loads(data_json)
+    # A model just long enough for the windows: only the data section is under test here.
+    model = {"max_seq_len": max(256, int(data.get("seq_len", 0)))}
+    cfg = from_dict({"data": data, "model": model}, "<data fingerprint>").data
     try:
         corpus = load_corpus(cfg)
     except (ValueError, OSError) as e:  # not readable here (a dry run elsewhere): training says so

@@ -104,3 +104,9 @@ def test_moe_trial_is_bit_identical_with_one_and_two_workers(tmp_path, monkeypat
         ]
         results.append([(r["step"], r.get("loss"), r.get("val_loss")) for r in rows])
     assert results[0] == results[1]
+
+
+def test_windows_longer_than_the_default_context_have_an_id():
+    # The data fingerprint builds its own config: it must accept any valid seq_len.
+    cfg = load_config(TINY, ["model.max_seq_len=1024", "data.seq_len=512"])
+    assert config_hash(cfg) != config_hash(load_config(TINY, ["model.max_seq_len=1024"]))
