@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ablate.cli_inspect import cmd_list, cmd_show
+from ablate.cli_study import cmd_report, cmd_run, cmd_status, cmd_tune
 
 EXIT_USAGE = 2  # bad input: config errors, unknown components
 EXIT_IO = 74  # a filesystem fault: permissions, read-only, full disk (sysexits EX_IOERR)
@@ -70,115 +71,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from ablate.core.fsio import check_writable
-    from ablate.report.html import render
-    from ablate.study.launch import changed_finished, format_table, run_sweep, trial_table
-    from ablate.study.sweep import load_sweep
-    from ablate.study.tracking import log_report
-
-    # validates every trial, its data and its memory estimate; writes nothing
-    sweep = load_sweep(args.sweep, args.overrides, check_data=True)
-    if sweep.tune and not args.dry_run:  # its trials run at the tuned values, not these
-        raise ValueError(f"{args.sweep}: it has a `tune:` section; run it with `ablate tune`")
-    if args.dry_run:
-        rows = trial_table(sweep)
-        for r in rows:
-            r["overrides"] = " ".join(f"{k}={v}" for k, v in r["overrides"].items())
-        print(format_table(rows, ["arm", "seed", "trial_id", "state", "overrides"]))
-        for note in sweep.notes:  # fields a component switch dropped
-            print(f"note: {note}", file=sys.stderr)
-        if changed := changed_finished(sweep):
-            print(
-                f"note: the spec changed {len(changed)} finished trial(s); `ablate run` will "
-                "refuse without --force",
-                file=sys.stderr,
-            )
-        return 0
-    check_writable(sweep.run_dir)  # before any work: not a finished sweep without its report
-    check_writable(sweep.report_dir)
-    from ablate.study.executors import Resources
-
-    res = Resources(**{f: getattr(args, f) for f in Resources.__dataclass_fields__})
-    status = run_sweep(
-        sweep, workers=args.workers, force=args.force, executor=args.executor, resources=res
-    )
-    path = render(sweep.run_dir, sweep.report_dir, sweep.report.get("title", ""))
-    print(f"report: {path}")
-    log_report(sweep, path, path.parent / "results.csv")
-    return status
-
-
-def cmd_tune(args: argparse.Namespace) -> int:
-    from ablate.core.fsio import check_writable
-    from ablate.report.html import render
-    from ablate.study.executors import Resources
-    from ablate.study.sweep import load_sweep
-    from ablate.study.tracking import log_report
-    from ablate.study.tune import tune_sweep
-
-    sweep = load_sweep(args.sweep, args.overrides, check_data=True)
-    if not sweep.tune:
-        raise ValueError(f"{args.sweep}: no `tune:` section; run it with `ablate run`")
-    check_writable(sweep.run_dir)
-    check_writable(sweep.report_dir)
-    res = Resources(**{f: getattr(args, f) for f in Resources.__dataclass_fields__})
-    status = tune_sweep(sweep, executor=args.executor, resources=res)
-    path = render(sweep.run_dir, sweep.report_dir, sweep.report.get("title", ""))
-    print(f"report: {path}")
-    log_report(sweep, path, path.parent / "results.csv")
-    return status
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    from ablate.study.launch import counts, format_table, ledger_path
-    from ablate.study.ledger import Ledger
-    from ablate.study.progress import FINISHED, format_duration, sweep_eta, sweep_line
-    from ablate.study.sweep import load_sweep
-
-    sweep = load_sweep(args.sweep)
-    ledger = Ledger(ledger_path(sweep), readonly=True)
-    rows = ledger.rows()
-    jobs = ledger.meta().get("jobs", {})  # cluster executors: the job of each trial
-    ledger.close()
-    for r in rows:
-        r["job"] = jobs.get(r["trial_id"], {}).get("job_id", "")
-    keys = ("arm", "seed", "trial_id", "state", "attempts", "path", "reason", "job")
-    if args.json:
-        eta = sweep_eta(rows)
-        progress = {
-            "finished": sum(r["state"] in FINISHED for r in rows),
-            "total": len(rows),
-            "eta_s": None if eta is None else round(eta, 1),
-        }
-        trials = [{**{k: r[k] for k in keys}, "metrics": r["metrics"]} for r in rows]
-        out = {"sweep": sweep.name, "counts": counts(rows), "progress": progress, "trials": trials}
-        print(json.dumps(out, indent=2, default=str))
-        return 0
-    for r in rows:
-        m = r["metrics"]
-        r["val_loss"] = f"{m['val_loss']:.4f}" if isinstance(m.get("val_loss"), float) else ""
-        tps = m.get("tokens_per_s")
-        r["tok/s"] = f"{tps:,.0f}" if isinstance(tps, (int, float)) else ""
-        wall = m.get("wall_s")
-        r["time"] = format_duration(wall) if isinstance(wall, (int, float)) else ""
-    columns = ["arm", "seed", "trial_id", "state", "attempts", "val_loss", "tok/s", "time"]
-    columns += ["job"] if jobs else []
-    print(format_table(rows, [*columns, "reason"]))
-    print(", ".join(f"{n} {s}" for s, n in counts(rows).items() if n))
-    print(sweep_line(sweep.name, rows))
-    return 0
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    from ablate.report.html import render
-    from ablate.study.sweep import load_sweep
-
-    sweep = load_sweep(args.sweep)
-    print(render(sweep.run_dir, sweep.report_dir, sweep.report.get("title", "")))
-    return 0
-
-
 def cmd_generate(args: argparse.Namespace) -> int:
     import torch
 
@@ -197,6 +89,23 @@ def cmd_generate(args: argparse.Namespace) -> int:
         context_shift=args.context_shift,
     )
     print(tokenizer.decode(ids[0].tolist()))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Time every arm in one process (warmed up, interleaved); write speed.json, re-report."""
+    from ablate.study.launch import ledger_path
+    from ablate.study.speed import override, run_bench
+    from ablate.study.sweep import load_sweep
+
+    sweep = load_sweep(args.sweep, args.overrides)
+    given = {k: getattr(args, k) for k in ("repetitions", "warmup", "steps", "decode_tokens")}
+    spec = override(sweep.bench, given, "command line")
+    print(f"speed: {run_bench(sweep, spec)}")
+    if ledger_path(sweep).exists():  # the report's speed columns come from this file
+        from ablate.report.html import render
+
+        print(f"report: {render(sweep.run_dir, sweep.report_dir, sweep.report.get('title', ''))}")
     return 0
 
 
@@ -281,7 +190,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--timeout-min", type=int, default=24 * 60, help="SLURM time limit per job")
     r.add_argument("--partition", default="", help="SLURM partition")
     r.add_argument("--ray-address", dest="address", default="", help="Ray cluster (or local)")
+    r.add_argument("--no-bench", action="store_true", help="skip the speed benchmark after")
     r.set_defaults(func=cmd_run)
+
+    b = sub.add_parser("bench", help="time every arm of a sweep (warmed up, interleaved)")
+    b.add_argument("sweep", help="sweep YAML file (its `bench:` section gives the defaults)")
+    b.add_argument("overrides", nargs="*", help="Hydra-style overrides applied to every arm")
+    b.add_argument("--repetitions", type=int, help="timed turns per arm")
+    b.add_argument("--warmup", type=int, help="untimed turns per arm before them")
+    b.add_argument("--steps", type=int, help="training steps per turn")
+    b.add_argument("--decode-tokens", dest="decode_tokens", type=int, help="tokens per decode")
+    b.set_defaults(func=cmd_bench)
 
     tu = sub.add_parser("tune", help="tune each arm (Optuna, `tune:` section), then run its seeds")
     tu.add_argument("sweep", help="sweep YAML file with a `tune:` section")
