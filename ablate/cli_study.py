@@ -40,7 +40,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     status = run_sweep(
         sweep, workers=args.workers, force=args.force, executor=args.executor, resources=res
     )
-    if sweep.bench.enabled and not getattr(args, "no_bench", False):  # the report's speed
+    if sweep.bench.enabled and not args.no_bench:  # the report compares speed only from it
         from ablate.study.speed import run_bench
 
         print(f"speed: {run_bench(sweep)}")

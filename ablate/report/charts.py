@@ -11,7 +11,7 @@ import io
 import math
 import warnings
 
-from ablate.report.table import FAMILY_RE, metric, shown_arms
+from ablate.report.table import FAMILY_RE, shown_arms
 
 FIG_DPI = 90
 MAX_LABEL_CHARS = 24  # longer arm names are cut with an ellipsis in the figures
@@ -69,8 +69,10 @@ def chart_labels(arms: list[str]) -> tuple[dict[str, str], list[str] | None]:
     return cut, families
 
 
-def charts(meta: dict, trials: list[dict]) -> list[dict]:
+def charts(meta: dict, trials: list[dict], bench: dict | None = None) -> list[dict]:
     """Base64 PNGs: loss curves, quality vs cost, throughput, heat maps, tuning.
+
+    Throughput comes only from `bench` (the sweep's speed.json): no benchmark, no such figure.
 
     Each figure with shortened arm labels carries `legend`: (label, arm name) pairs.
     """
@@ -78,15 +80,18 @@ def charts(meta: dict, trials: list[dict]) -> list[dict]:
 
     from ablate.report.charts_study import loss_curves, quality_vs_cost, seed_dots
     from ablate.report.charts_tune import tune_chart
+    from ablate.report.speed import arm_speed
 
     arms = shown_arms(meta, trials)
     labels, families = chart_labels(arms)
+    ids = {a: {t.get("trial_id") for t in trials if t["arm"] == a} for a in arms}
+    tps = {a: e["tokens_per_s"] for a in arms if (e := arm_speed(bench, a, ids[a]))}
     with rc_context({"font.family": families} if families else {}):
         out = [
             *loss_curves(arms, trials, labels),
             *seed_dots(arms, trials, labels),
-            *quality_vs_cost(arms, trials, labels),
-            *_throughput(arms, trials, labels),
+            *quality_vs_cost(arms, trials, labels, {a: s["median"] for a, s in tps.items()}),
+            *_throughput(tps, labels),
             *_heatmaps(arms, trials, labels),
             *tune_chart(meta, arms, labels),
         ]
@@ -94,32 +99,26 @@ def charts(meta: dict, trials: list[dict]) -> list[dict]:
     return [{**c, "legend": legend} for c in out] if legend else out
 
 
-def _throughput(arms: list[str], trials: list[dict], labels: dict) -> list[dict[str, str]]:
+def _throughput(bench: dict[str, dict], labels: dict) -> list[dict[str, str]]:
+    """Bars of the benchmark's training tokens/s per arm: median, interquartile range."""
     from matplotlib.figure import Figure
 
-    bars = []  # (arm, mean, distance to min, distance to max) over done seeds
-    for a in arms:
-        tps = [
-            v
-            for t in trials
-            if t["arm"] == a
-            and t["state"] == "done"
-            and (v := metric(t, "tokens_per_s")) is not None
-        ]
-        if tps:
-            mean = sum(tps) / len(tps)
-            bars.append((labels[a], mean, mean - min(tps), max(tps) - mean))
-    if not bars:
+    if not bench:
         return []
+    names = [labels[a] for a in bench]
+    med = [s["median"] for s in bench.values()]
     fig = Figure(figsize=(7, 3.5), layout="constrained")
     ax = fig.add_subplot()
     ax.bar(
-        [b[0] for b in bars],
-        [b[1] for b in bars],
+        names,
+        med,
         capsize=4,
-        yerr=[[b[2] for b in bars], [b[3] for b in bars]],
+        yerr=[
+            [m - s["q1"] for m, s in zip(med, bench.values())],
+            [s["q3"] - m for m, s in zip(med, bench.values())],
+        ],
     )
-    ax.set(ylabel="tokens / s", title="Training throughput (mean, min-max over seeds)")
+    ax.set(ylabel="tokens / s", title="Training throughput (benchmark: median, IQR)")
     return [{"title": "Throughput", "png": _png(fig)}]
 
 

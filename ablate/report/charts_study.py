@@ -125,8 +125,14 @@ COSTS = (
 )
 
 
-def quality_vs_cost(arms: list[str], trials: list[dict], labels: dict) -> list[dict[str, str]]:
-    """Val perplexity against each cost the trials have, Pareto front marked (2+ arms)."""
+def quality_vs_cost(
+    arms: list[str], trials: list[dict], labels: dict, bench_tps: dict[str, float] | None = None
+) -> list[dict[str, str]]:
+    """Val perplexity against each cost the trials have, Pareto front marked (2+ arms).
+
+    Throughput is the controlled benchmark's median (`bench_tps`, arm -> tokens/s), never the
+    training loop's wall clock; without a benchmark that panel is left out.
+    """
     from matplotlib.figure import Figure
 
     from ablate.report.charts import _png
@@ -135,7 +141,10 @@ def quality_vs_cost(arms: list[str], trials: list[dict], labels: dict) -> list[d
     ppl = {a: math.exp(sum(result(t) for t in ts) / len(ts)) for a, ts in done.items() if ts}
     panels = []
     for key, name, higher in COSTS:
-        pts = [(a, c, ppl[a]) for a in ppl if (c := _cost(done[a], key)) is not None]
+        if key == "tokens_per_s":
+            pts = [(a, bench_tps[a], ppl[a]) for a in ppl if a in (bench_tps or {})]
+        else:
+            pts = [(a, c, ppl[a]) for a in ppl if (c := _cost(done[a], key)) is not None]
         if len(pts) >= 2:
             panels.append((name, higher, pts))
     if not panels:

@@ -16,7 +16,8 @@ from typing import Any
 from ablate.core.fsio import atomic_write_text
 from ablate.report import stats
 from ablate.report.charts import charts
-from ablate.report.table import SHOWN_METRICS, ablation_table, metric, precision_table
+from ablate.report.speed import load_speed, not_measured, speed_section
+from ablate.report.table import SHOWN_METRICS, ablation_table, metric, precision_table, shown_arms
 from ablate.study.ledger import Ledger
 
 TEMPLATE = "report.html.j2"
@@ -176,13 +177,18 @@ def render(run_dir: str | Path, out_dir: str | Path, title: str = "") -> Path:
         autoescape=select_autoescape(default=True, default_for_string=True),
     )
     problems = [t for t in trials if t["state"] in ("diverged", "failed")]
+    bench = load_speed(run_dir)  # the controlled speed measurement, when `ablate bench` ran
+    arms = shown_arms(meta, trials)
+    ids = {a: {t.get("trial_id") for t in trials if t["arm"] == a} for a in arms}
     html = env.get_template(TEMPLATE).render(
         name=meta.get("name", ""),
         title=title or f"Ablation report: {meta.get('name', '')}",
         baseline=meta.get("baseline", ""),
-        table=ablation_table(meta, trials),
+        table=ablation_table(meta, trials, bench),
+        speed=speed_section(bench, arms, meta.get("baseline", ""), ids),
+        bench_command=not_measured(meta.get("sweep_path", "")),
         precision=precision_table(meta, trials),
-        charts=charts(meta, trials),
+        charts=charts(meta, trials, bench),
         problems=problems,
         trials=trials,
         repro=repro_block(meta, trials),

@@ -13,7 +13,7 @@ import math
 import re
 from typing import Any
 
-from ablate.report import stats
+from ablate.report import speed, stats
 from ablate.report.labels import label, move_common
 from ablate.report.verdicts import verdicts
 
@@ -180,7 +180,8 @@ def _arm_row(
         "values": [_plain(flat[k]) if k in flat else "—" for k in cols["values"]],
         "val_loss": _fmt(*loss),
         "val_ppl": _ppl(*loss),
-        "tokens_per_s": _fmt(*stats.mean_ci([metric(t, "tokens_per_s") for t in used]), 3),
+        # the training loop's own wall clock: a record of the run, never compared across arms
+        "loop_tokens_per_s": _fmt(*stats.mean_ci([metric(t, "tokens_per_s") for t in used]), 3),
         "num_params": next(
             (f"{int(p):,}" for t in trials if (p := metric(t, "num_params")) is not None), "–"
         ),
@@ -193,8 +194,11 @@ def _arm_row(
     }
 
 
-def ablation_table(meta: dict, trials: list[dict]) -> dict[str, Any]:
-    """Columns and rows of the ablation table (plain strings, escaped later by the template)."""
+def ablation_table(meta: dict, trials: list[dict], bench: dict | None = None) -> dict[str, Any]:
+    """Columns and rows of the ablation table (plain strings, escaped later by the template).
+
+    `bench`: the sweep's speed.json (`ablate.study.speed`), the only source of compared speed.
+    """
     arms = shown_arms(meta, trials)
     by_arm = {a: [t for t in trials if t["arm"] == a] for a in arms}
     cfgs = {a: by_arm[a][0]["config"] for a in arms}
@@ -218,6 +222,8 @@ def ablation_table(meta: dict, trials: list[dict]) -> dict[str, Any]:
         cmp = cmps.get(a)
         seeds = cmp.seeds if cmp else stats.shared_seeds(loss[a])
         row = _arm_row(a, by_arm[a], seeds, cols, flat[a])
+        ids = {t.get("trial_id") for t in by_arm[a]}
+        row["tokens_per_s"] = speed.throughput_cell(bench, a, ids, meta.get("sweep_path", ""))
         row["excluded"] = _excluded(by_arm[a], seeds, base_by_seed if cmp else None)
         row["baseline"] = a == base
         row["components"] = [slots[a].get(path) == n for _, path, n in comp_cols]

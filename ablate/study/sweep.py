@@ -29,6 +29,7 @@ from ablate.core.identity import differing_keys
 from ablate.core.preflight import preflight
 from ablate.study.arms import expand_arms, mapping, nest
 from ablate.study.claims import equivalence, paper
+from ablate.study.speed import BenchSpec, bench_spec
 from ablate.study.tune_spec import tune_spec
 
 TOP_KEYS = (
@@ -48,6 +49,7 @@ TOP_KEYS = (
     "equivalence",
     "paper",
     "tune",
+    "bench",
 )
 DEFAULT_MAX_ATTEMPTS = 2  # a failed trial is started at most this many times in total
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # sweep names become directory names
@@ -81,6 +83,7 @@ class Sweep:
     equivalence: dict[str, Any] = field(default_factory=dict)  # {margin, relative}: TOST claim
     paper: dict[str, dict[str, Any]] = field(default_factory=dict)  # arm -> {value, source}
     tune: dict[str, Any] = field(default_factory=dict)  # validated `tune:` (study.tune_spec)
+    bench: BenchSpec = BenchSpec()  # the `bench:` section (study.speed): speed measurement
 
     @property
     def run_dir(self) -> Path:
@@ -287,4 +290,5 @@ def load_sweep(
         equivalence=claims["equivalence"],
         paper=claims["paper"],
         tune=tune_spec(spec.get("tune"), src, seeds),
+        bench=bench_spec(spec.get("bench"), src),
     )

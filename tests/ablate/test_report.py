@@ -13,6 +13,7 @@ import pytest
 from scipy import stats as sps
 
 from ablate.report import html as report
+from ablate.report.speed import FORMAT, SPEED_FILE, summarize
 from ablate.report.table import ablation_table
 from ablate.study.ledger import Ledger
 from ablate.study.sweep import load_sweep
@@ -105,6 +106,19 @@ def _fake_outputs(path: Path, seed: int, arm_index: int) -> dict:
     return summary
 
 
+def _fake_bench(sweep) -> None:
+    """A speed.json as `ablate bench` writes it, for the seed-0 trial of each arm."""
+    arms = {}
+    for i, t in enumerate(t for t in sweep.trials if t.seed == 0):
+        tps = summarize([1000.0 + 10 * i, 1010.0 + 10 * i, 1020.0 + 10 * i])
+        step = summarize([1.0, 1.1, 1.2])
+        arms[t.arm] = {"trial_id": t.trial_id, "weights": "checkpoint", "tokens_per_s": tps}
+        arms[t.arm].update({"step_ms": step, "cpu_step_ms": step, "decode": {}})
+    bench = {"format": FORMAT, "arms": arms, "threads": 1, "cpus": 2, "load_before": [0.5] * 3}
+    bench.update({"load_after": [0.7] * 3, "spec": {"repetitions": 3, "steps": 1}})
+    (sweep.run_dir / SPEED_FILE).write_text(json.dumps(bench))
+
+
 def test_rendered_report_is_self_contained_and_escaped(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     sweep = load_sweep(
@@ -127,6 +141,7 @@ def test_rendered_report_is_self_contained_and_escaped(tmp_path, monkeypatch):
         summary = _fake_outputs(Path(row["path"]), row["seed"], int(row["arm"] != "a"))
         ledger.finish(row["trial_id"], "done", metrics=summary)
     ledger.close()
+    _fake_bench(sweep)
     html_path = report.render(sweep.run_dir, sweep.report_dir, sweep.report["title"])
     assert html_path == Path("reports/rep/index.html")
     html = html_path.read_text()
@@ -149,7 +164,8 @@ def test_rendered_report_is_self_contained_and_escaped(tmp_path, monkeypatch):
         "val ppl = exp(loss)",
         "p (paired, val loss)",
         "&Delta; val ppl vs baseline",
-        "train throughput (tokens / s)",
+        "training tokens / s (benchmark: median [IQR])",
+        "train-loop tokens/s (wall, uncontrolled)",
         "parameters",
         "KV (bytes / token)",  # the label of kv_bytes_per_token, the raw key in its tooltip
         "settings",

@@ -20,6 +20,7 @@ def _trials(arms: list[str]) -> list[dict]:
     return [
         {
             "arm": a,
+            "trial_id": f"t{i}",
             "state": "done",
             "records": [{"step": s, "val_loss": 3.0 - s / 10 - i} for s in (5, 10)],
             "summary": {"tokens_per_s": 1000.0 + i},
@@ -34,8 +35,12 @@ def test_long_names_are_cut_with_an_ellipsis_and_listed_in_a_legend():
     assert labels["a"] == "a" and families
     assert len(labels[LONG]) == ch.MAX_LABEL_CHARS and labels[LONG].endswith("…")
     assert labels[LONG].startswith("arm_xxx")
-    out = ch.charts({"arms": ["a", LONG]}, _trials(["a", LONG]))
-    assert len(out) == 2  # loss curves and throughput
+    tps = {"median": 1000.0, "q1": 990.0, "q3": 1010.0}
+    bench = {
+        "arms": {a: {"trial_id": f"t{i}", "tokens_per_s": tps} for i, a in enumerate(["a", LONG])}
+    }
+    out = ch.charts({"arms": ["a", LONG]}, _trials(["a", LONG]), bench)
+    assert len(out) == 2  # loss curves and the benchmark's throughput
     assert all(c["legend"] == [(labels[LONG], LONG)] for c in out)
 
 
@@ -75,7 +80,7 @@ def test_report_shows_the_legend_with_real_names(tmp_path, monkeypatch):
     monkeypatch.setattr(
         report,
         "charts",
-        lambda meta, trials: [
+        lambda meta, trials, bench: [
             {"title": "Validation loss", "png": "", "legend": [("A1", "a"), ("A2", CJK)]}
         ],
     )
@@ -90,14 +95,14 @@ def test_a_render_killed_midway_keeps_the_previous_report_whole(tmp_path, monkey
     ledger.sync(sweep, extra_meta={"base_config": "{}"})
     ledger.close()
 
-    def killed(meta, trials):
+    def killed(meta, trials, bench):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(report, "charts", killed)
     with pytest.raises(KeyboardInterrupt):
         report.render(sweep.run_dir, sweep.report_dir)
     assert not list(sweep.report_dir.iterdir())  # neither results.csv nor index.html
-    monkeypatch.setattr(report, "charts", lambda meta, trials: [])
+    monkeypatch.setattr(report, "charts", lambda meta, trials, bench: [])
     report.render(sweep.run_dir, sweep.report_dir)
     before = {p.name: p.read_bytes() for p in sweep.report_dir.iterdir()}
     assert set(before) == {"index.html", "results.csv"}
