@@ -32,6 +32,7 @@ SLOW = {  # measured over 20 s even when shrunk (a 2-worker MoE sweep: ~40 s)
 TINY_TRAIN = ["train.steps=12", "train.eval_every=6", "train.checkpoint_every=6"]
 TINY_RUN = ["train.steps=2", "train.eval_every=2", "train.checkpoint_every=2"]
 SMALL_CORPUS = "data.dataset.max_chars=20000"
+TINY_BENCH = ["--repetitions", "2", "--warmup", "0", "--steps", "1", "--decode-tokens", "2"]
 
 
 def readme_commands(text: str) -> list[str]:
@@ -61,7 +62,10 @@ def shrunk(argv: list[str]) -> list[str]:
         from ablate.study.sweep import load_sweep
 
         dataset = load_sweep(args.sweep, args.overrides).trials[0].cfg.data.dataset
-        return argv + TINY_RUN + ([SMALL_CORPUS] if hasattr(dataset, "max_chars") else [])
+        small = [SMALL_CORPUS] if hasattr(dataset, "max_chars") else []
+        return argv + TINY_RUN + small + ["--no-bench"]  # the benchmark: `ablate bench` below
+    if args.command == "bench":
+        return argv + TINY_BENCH
     return argv
 
 

@@ -6,6 +6,7 @@ Timing is faked wherever a number is asserted: no test depends on how fast this 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -126,3 +127,27 @@ def test_ablate_bench_writes_speed_json(tmp_path, monkeypatch):
         assert e["tokens_per_s"]["n"] == 2 and len(e["step_cpu_s"]) == 2
         assert e["decode"]["4"]["decode_tokens_per_s"]["n"] == 2
     assert rs.load_speed(tmp_path / "runs" / "t")["sweep"] == "t"
+
+
+def test_ablate_run_ends_with_the_benchmark_and_the_report_uses_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    bench = {"repetitions": 2, "warmup": 0, "steps": 1}
+    path = write_sweep(tmp_path, seeds=(0,), steps=5, bench=bench)
+    assert main(["run", str(path)]) == 0
+    out = json.loads((tmp_path / "runs" / "t" / rs.SPEED_FILE).read_text())
+    assert {e["weights"] for e in out["arms"].values()} == {"checkpoint"}  # the trained weights
+    assert out["arms"]["a"]["decode"] == {"speculative": False}  # same attention: no decode
+    html = (tmp_path / "reports" / "t" / "index.html").read_text()
+    assert 'id="speed"' in html and "train-loop tokens/s (wall, uncontrolled)" in html
+    ranked = r"training speed: (a and b within measurement spread|[ab] [\d.]+x faster than [ab])"
+    assert re.search(ranked, html)  # one sentence per arm against the baseline
+    (tmp_path / "runs" / "t" / rs.SPEED_FILE).unlink()
+    assert main(["report", str(path)]) == 0
+    html = (tmp_path / "reports" / "t" / "index.html").read_text()
+    assert f"not measured (run `ablate bench {path}`)" in html and 'id="speed"' not in html
+
+
+def test_no_bench_skips_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", str(write_sweep(tmp_path, seeds=(0,), steps=2)), "--no-bench"]) == 0
+    assert not (tmp_path / "runs" / "t" / rs.SPEED_FILE).exists()
