@@ -95,7 +95,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     """Time every arm in one process (warmed up, interleaved); write speed.json, re-report."""
     from ablate.study.launch import ledger_path
-    from ablate.study.speed import override, run_bench
+    from ablate.study.speed import run_bench
+    from ablate.study.speed_spec import override
     from ablate.study.sweep import load_sweep
 
     sweep = load_sweep(args.sweep, args.overrides)

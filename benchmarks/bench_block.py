@@ -9,13 +9,15 @@ rotation skipped), SwiGLU -> a GELU MLP of 4x width. Medians and interquartile r
 and process CPU ms per step; ratios are against the reference measured in the same turns, so
 they stay meaningful on a shared machine (the load average is printed before and after).
 
-    ABLATE_DATA_DIR=../shared/data python benchmarks/bench_block.py [--reps 7] [--steps 5]
+    ABLATE_DATA_DIR=../shared/data python -m benchmarks.bench_block [--reps 7] [--steps 5]
+        [--profile] [--eval]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import time
 from contextlib import nullcontext
 from unittest import mock
 
@@ -24,7 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ablate.core.config import load_config
-from ablate.core.data import train_batch
+from ablate.core.data import train_batch, val_batches
+from ablate.core.evaluate import evaluate
 from ablate.core.trial import build, param_groups
 from ablate.report.speed import cell, summarize
 from ablate.study.speed import BenchSpec, Clock, interleave
@@ -83,14 +86,47 @@ def variants(cfg, vocab: int) -> dict[str, nn.Module]:
     }
 
 
+def _eval_cost(cfg, corpus, model: nn.Module, precision) -> None:
+    """Building the validation windows against one whole evaluation."""
+    t0 = time.perf_counter()
+    batches = sum(1 for _ in val_batches(corpus, cfg.data))
+    t1 = time.perf_counter()
+    evaluate(model, corpus, cfg, precision)
+    t2 = time.perf_counter()
+    print(f"evaluation: {batches} batches; windows {1e3 * (t1 - t0):.1f} ms of {t2 - t1:.2f} s")
+
+
+def _profile(cfg, corpus, model: nn.Module) -> None:
+    """The operators that take a training step's time (self CPU time, top 15)."""
+    from torch.profiler import profile
+
+    opt = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-3)
+    with profile(record_shapes=True) as prof:
+        for s in range(5):
+            x_BT, y_BT = train_batch(corpus, cfg.data, 0, s)
+            model(x_BT, y_BT)[1].backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+    table = prof.key_averages(group_by_input_shape=True).table(
+        sort_by="self_cpu_time_total", row_limit=15, max_name_column_width=32
+    )
+    print(table)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--reps", type=int, default=7)
     p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--profile", action="store_true", help="also torch.profiler's top ops of ours")
+    p.add_argument("--eval", action="store_true", help="also the cost of one evaluation")
     args = p.parse_args()
     torch.set_num_threads(1)
     cfg = load_config(CONFIG, ["train.threads=1"])
-    corpus, _, _ = build(cfg, torch.device("cpu"))
+    corpus, ours, precision = build(cfg, torch.device("cpu"))
+    if args.eval:
+        _eval_cost(cfg, corpus, ours, precision)
+    if args.profile:
+        _profile(cfg, corpus, ours)
     models = variants(cfg, corpus.tokenizer.vocab_size)
     opts = {k: torch.optim.AdamW(param_groups(m, 0.1), lr=1e-3) for k, m in models.items()}
     step = {k: 0 for k in models}

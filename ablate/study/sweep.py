@@ -29,7 +29,7 @@ from ablate.core.identity import differing_keys
 from ablate.core.preflight import preflight
 from ablate.study.arms import expand_arms, mapping, nest
 from ablate.study.claims import equivalence, paper
-from ablate.study.speed import BenchSpec, bench_spec
+from ablate.study.speed_spec import BenchSpec, bench_spec
 from ablate.study.tune_spec import tune_spec
 
 TOP_KEYS = (

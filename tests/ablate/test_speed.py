@@ -13,7 +13,8 @@ import pytest
 from ablate.cli import main
 from ablate.core.config import ConfigError
 from ablate.report import speed as rs
-from ablate.study.speed import BenchSpec, Clock, bench_spec, contexts_for, interleave, schedule
+from ablate.study.speed import Clock, contexts_for, interleave, schedule
+from ablate.study.speed_spec import BenchSpec, bench_spec
 from ablate.study.sweep import load_sweep
 from tests.ablate.sweep_helpers import write_sweep
 
