@@ -113,9 +113,12 @@ class MoE(FFN):
         order_A = ids_A.argsort(stable=True)
         token_A = order_A // X
         ends_E = expert_counts(ids_A, self.cfg.num_routed_experts).cumsum(0)
-        gate_AF, up_AF = self.w13_gemm(x_ND[token_A], self.w13, ends_E).chunk(2, dim=-1)
+        # index_select, not x[token_A]: same values, ~7x faster on CPU, and its backward is an
+        # index_add_ rather than an accumulating index_put_
+        x_AD = x_ND.index_select(0, token_A)
+        gate_AF, up_AF = self.w13_gemm(x_AD, self.w13, ends_E).chunk(2, dim=-1)
         y_AD = self.w2_gemm(F.silu(gate_AF) * up_AF, self.w2, ends_E)
-        y_AD = y_AD * weights_NX.flatten()[order_A, None].to(y_AD.dtype)
+        y_AD = y_AD * weights_NX.flatten().index_select(0, order_A)[:, None].to(y_AD.dtype)
         return y_AD.new_zeros(x_ND.shape).index_add_(0, token_A, y_AD)
 
     def param_parts(self) -> dict[str, tuple[int, float]]:
