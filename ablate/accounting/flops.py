@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from ablate.accounting.params import EMBEDDING, Part
+from ablate.accounting.params import EMBEDDING, Part, build_meta, count_params
 from ablate.interfaces import MTP, Attention, own_parameters
 
 NOT_MATMUL = (EMBEDDING, "norm")  # groups whose parameters are read, not multiplied
@@ -85,3 +85,14 @@ def count_flops(model: nn.Module, parts: list[Part], context: int) -> dict[str, 
             matmul = 2 * sum(p.active for p in rows if p.group not in NOT_MATMUL)
             out[section] = Flops(matmul, attn[section], context)
     return out
+
+
+def trial_flops(cfg, tokens: int) -> dict[str, float]:
+    """Training FLOPs of a trial: per token at context `data.seq_len` (main and MTP sections,
+    forward + backward) and that times `tokens` trained. `cfg.model.vocab_size` must be set.
+    """
+    model = build_meta(cfg)
+    per_token = sum(
+        f.train for f in count_flops(model, count_params(model), cfg.data.seq_len).values()
+    )
+    return {"train_flops_per_token": per_token, "train_flops": per_token * tokens}

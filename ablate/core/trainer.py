@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import math
 import resource
-import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +19,14 @@ from typing import Any
 
 import torch
 
+from ablate.accounting.flops import trial_flops
 from ablate.core import data as data_mod
 from ablate.core import distributed, repro
 from ablate.core.checkpoint import CHECKPOINT, truncate_metrics
-from ablate.core.config import Config, code_fingerprints, config_hash
+from ablate.core.config import Config, code_fingerprints, config_hash, replace
 from ablate.core.evaluate import collect_metrics, evaluate, final_metrics
 from ablate.core.fsio import atomic_write_text
+from ablate.core.interrupt import InterruptFlag
 from ablate.core.trial import Callback, Trial, setup
 
 METRICS = "metrics.jsonl"
@@ -40,6 +40,10 @@ def lr_at(step: int, cfg) -> float:
         return cfg.lr * step / max(1, cfg.warmup_steps)
     frac = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
     return cfg.min_lr + 0.5 * (1 + math.cos(math.pi * min(1.0, frac))) * (cfg.lr - cfg.min_lr)
+
+
+def _tokens_per_step(cfg: Config) -> int:
+    return cfg.data.batch_size * cfg.data.seq_len * cfg.train.grad_accum
 
 
 def _peak_mem_mb(device: torch.device) -> float:
@@ -86,7 +90,7 @@ def train(
     run = setup(cfg, Path(out_dir), callbacks)
     prog = _resume(run, resume)
     run.model.train()
-    interrupted = _InterruptFlag()
+    interrupted = InterruptFlag()
     try:
         for step in range(prog.start + 1, cfg.train.steps + 1):
             prog.step = step
@@ -197,7 +201,7 @@ def _train_step(
     prog.train_s += dt
     if step - prog.start > TIMING_SKIP:
         prog.timed_s += dt
-        prog.timed_tokens += run.cfg.data.batch_size * run.cfg.data.seq_len * tc.grad_accum
+        prog.timed_tokens += _tokens_per_step(run.cfg)
     return lr, grad_norm, extra_sums
 
 
@@ -266,6 +270,8 @@ def _summary(run: Trial, prog: _Progress, final: dict, t_start: float) -> dict[s
         "tokens_per_s": tps if tps is not None else prog.logged_tps,
         "num_params": model.num_params(),
         "num_params_non_embedding": model.num_params(non_embedding=True),
+        # forward + backward FLOPs per token at data.seq_len, x tokens trained (ablate inspect's)
+        **trial_flops(replace(run.cfg, model=model.cfg), prog.step * _tokens_per_step(run.cfg)),
         "peak_mem_mb": _peak_mem_mb(run.device),
         "wall_s": time.perf_counter() - t_start,
         "resumed_from": prog.start,
@@ -278,23 +284,3 @@ def _summary(run: Trial, prog: _Progress, final: dict, t_start: float) -> dict[s
         "versions": repro.versions(),
         "hardware": repro.hardware(),
     }
-
-
-class _InterruptFlag:
-    """Turns SIGINT into a flag checked between steps, so a checkpoint is written first."""
-
-    def __init__(self) -> None:
-        self.set = False
-        self.previous = None
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
-
-    def _handle(self, signum, frame) -> None:
-        if self.set:  # a second Ctrl-C stops at once
-            raise KeyboardInterrupt
-        self.set = True
-
-    def restore(self) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-            self.previous = None

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ablate.core.config import load_config
+from ablate.core.config import load_config, replace
 from ablate.core.trainer import lr_at, train
 from tests.conftest import REPO
 
@@ -60,7 +60,7 @@ def test_golden_tiny_curve(tmp_path):
 
 KILL_SCRIPT = """
 import os, signal, sys
-from ablate.core.config import load_config
+from ablate.core.config import load_config, replace
 from ablate.core.trainer import train
 cfg = load_config(sys.argv[1], sys.argv[3:])
 def kill(record):
@@ -185,3 +185,24 @@ def test_nan_validation_loss_marks_the_trial_diverged(tmp_path, monkeypatch):
     assert summary["status"] == "diverged" and "validation loss at step 10" in summary["reason"]
     assert summary["val_loss"] is None and summary["val_ppl"] is None
     assert "val_loss" not in summary["metrics"]
+
+
+def test_summary_records_training_flops(tmp_path):
+    """Per-token training FLOPs equal a FLOP counter over one real forward + backward."""
+    import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from ablate.accounting.flops import flop_counter
+    from ablate.core.model import Transformer
+
+    cfg = load_config(TINY, [*FAST, "train.steps=3", "train.grad_accum=2"])
+    summary = train(cfg, tmp_path)
+    B, T = cfg.data.batch_size, cfg.data.seq_len
+    assert summary["train_flops"] == summary["train_flops_per_token"] * 3 * 2 * B * T
+    model = Transformer(replace(cfg.model, vocab_size=summary["vocab_size"]))
+    idx_BT = torch.randint(0, summary["vocab_size"], (B, T + 1))
+    with sdpa_kernel(SDPBackend.MATH), flop_counter() as fc:
+        model(idx_BT[:, :-1], idx_BT[:, 1:])[1].backward()
+    assert summary["train_flops_per_token"] == pytest.approx(
+        fc.get_total_flops() / (B * T), rel=1e-9
+    )
