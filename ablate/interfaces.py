@@ -28,6 +28,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from ablate.posttrain.bases import PostTrain, Reward  # the post-training groups' bases
+
 
 @dataclass(frozen=True)
 class BuildContext:
@@ -318,6 +320,8 @@ BASES: dict[str, type] = {
     "precision": Precision,
     "dataset": Dataset,
     "tokenizer": Tokenizer,
+    "posttrain": PostTrain,
+    "reward": Reward,
 }
 
 

@@ -14,7 +14,18 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-GROUPS = ("attention", "ffn", "norm", "router", "mtp", "precision", "dataset", "tokenizer")
+GROUPS = (
+    "attention",
+    "ffn",
+    "norm",
+    "router",
+    "mtp",
+    "precision",
+    "dataset",
+    "tokenizer",
+    "posttrain",
+    "reward",
+)
 ENTRY_POINT_GROUP = "ablate.components"
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 

@@ -28,8 +28,9 @@ from ablate.core.layers import (
     resolve,
 )
 from ablate.core.scale import apply_scale
-from ablate.core.slots import merge_layers, switch_slots
+from ablate.core.slots import merge_layers, slot, slot_list, switch_slots
 from ablate.core.validate import build_dataclass, check
+from ablate.posttrain.config import PostConfig
 
 __all__ = [
     "Config",
@@ -37,6 +38,7 @@ __all__ = [
     "DataConfig",
     "Layers",
     "ModelConfig",
+    "PostConfig",
     "TrackingConfig",
     "TrainConfig",
     "apply_overrides",
@@ -51,16 +53,10 @@ __all__ = [
     "read_yaml",
     "replace",
     "slot",
+    "slot_list",
     "to_dict",
     "to_yaml",
 ]
-
-
-def slot(group: str, default: str) -> Any:
-    """A dataclass field holding the config of a component from `group` (default `default`)."""
-    return field(
-        default_factory=lambda: registry.get(group, default).Config(), metadata={"group": group}
-    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -154,6 +150,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    post: PostConfig = field(default_factory=PostConfig)  # post-training stages after `train`
     plugins: tuple[str, ...] = ()  # importable modules registering third-party components
     # What layering dropped where a later layer switched a slot's component (`ablate.core.slots`).
     # A record, not a setting: it is left out of the trial id and of equality.

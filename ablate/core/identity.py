@@ -23,6 +23,8 @@ import torch
 # train.distributed: the same global batch over 1 or N ranks, equal to fp32 reduction order, so
 # a checkpoint resumes at any world size in the same trial (ablate.core.distributed)
 OPERATIONAL = ("train.log_every", "train.eval_every", "train.checkpoint_every", "train.distributed")
+# post-training evaluation samples from its own seeded generator: it never changes training
+POST_OPERATIONAL = ("log_every", "eval_every", "checkpoint_every")
 
 
 def _canonical_json(d: Any) -> str:
@@ -68,6 +70,11 @@ def identity(d: dict, code: dict[str, str]) -> dict[str, Any]:
     d = json.loads(_canonical_json(d))
     d.pop("tracking", None)
     d.pop("notes", None)
+    post = d.pop("post", None)  # kept only when a stage trains: other ids stay as they were
+    if post and any(s["name"] != "none" and s.get("steps", 0) > 0 for s in post["stages"]):
+        for key in POST_OPERATIONAL:
+            post.pop(key, None)
+        d["post"] = post
     for key in OPERATIONAL:
         section, name = key.split(".")
         d[section].pop(name, None)

@@ -4,7 +4,8 @@ Layers merge key by key, except at a component slot (`model.attention`, `model.f
 ...): when a layer names a component other than the one accumulated so far, the earlier
 component's fields are dropped, so the slot holds the new component's defaults plus the fields
 that layer and later ones give (Hydra's config-group semantics). What was dropped becomes a
-note on the resolved config. The same holds inside a component, for nested slots.
+note on the resolved config. The same holds inside a component, for nested slots. A slot
+list (`slot_list`, e.g. `post.rewards`) is replaced as a whole by the layer that sets it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,21 @@ from typing import Any
 
 from ablate import registry
 from ablate.core.layers import Layers
+
+
+def slot(group: str, default: str) -> Any:
+    """A dataclass field holding the config of a component from `group` (default `default`)."""
+    return dataclasses.field(
+        default_factory=lambda: registry.get(group, default).Config(), metadata={"group": group}
+    )
+
+
+def slot_list(group: str, defaults: tuple[str, ...]) -> Any:
+    """A field holding a tuple of configs of components from `group` (YAML: a list of slots)."""
+    return dataclasses.field(
+        default_factory=lambda: tuple(registry.get(group, n).Config() for n in defaults),
+        metadata={"group": group, "many": True},
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +93,8 @@ def switch_slots(acc: dict, layer: dict, schema: type, prefix: str = "") -> list
         if f is None or k not in acc:
             continue
         key = f"{prefix}.{k}" if prefix else str(k)
+        if f.metadata.get("many"):
+            continue  # a list merges as a whole (OmegaConf replaces lists)
         if "group" in f.metadata:
             dropped += _switch_slot(acc, layer, k, f, key)
         elif dataclasses.is_dataclass(hints[k]) and _both_mappings(acc[k], layer[k]):

@@ -84,6 +84,14 @@ def _build_slot(group: str, data: Any, key: str, layers: Layers, default: Any) -
     return build_dataclass(cls.Config, data, key, layers)
 
 
+def _build_slot_list(f: dataclasses.Field, data: Any, key: str, layers: Layers) -> tuple:
+    if not isinstance(data, (list, tuple)):
+        raise ConfigError(layers.source_of(key), key, f"expected a list of slots, got {data!r}")
+    group, defaults = f.metadata["group"], f.default_factory()
+    first = defaults[0] if defaults else registry.get(group, registry.names(group)[0]).Config()
+    return tuple(_build_slot(group, v, f"{key}[{i}]", layers, first) for i, v in enumerate(data))
+
+
 def build_dataclass(cls: type, data: dict, prefix: str, layers: Layers) -> Any:
     """Validate a raw mapping into dataclass `cls`, recursing into slots and sub-configs."""
     if not isinstance(data, dict):
@@ -103,7 +111,9 @@ def build_dataclass(cls: type, data: dict, prefix: str, layers: Layers) -> Any:
                 difflib.get_close_matches(str(k), list(fields)),
             )
         f = fields[k]
-        if "group" in f.metadata:
+        if f.metadata.get("many"):
+            kwargs[k] = _build_slot_list(f, v, key, layers)
+        elif "group" in f.metadata:
             kwargs[k] = _build_slot(f.metadata["group"], v, key, layers, f.default_factory())
         elif dataclasses.is_dataclass(hints[k]):
             kwargs[k] = build_dataclass(hints[k], v, key, layers)
@@ -113,12 +123,17 @@ def build_dataclass(cls: type, data: dict, prefix: str, layers: Layers) -> Any:
 
 
 def walk(obj: Any, prefix: str = ""):
-    """Yield (dotted key, dataclass instance) for `obj` and every nested config."""
+    """Yield (dotted key, dataclass instance) for `obj` and every nested config (slot lists
+    included, as `key[i]`)."""
     yield prefix, obj
     for f in dataclasses.fields(obj):
         v = getattr(obj, f.name)
+        key = f"{prefix}.{f.name}" if prefix else f.name
         if dataclasses.is_dataclass(v):
-            yield from walk(v, f"{prefix}.{f.name}" if prefix else f.name)
+            yield from walk(v, key)
+        elif isinstance(v, tuple) and v and all(dataclasses.is_dataclass(x) for x in v):
+            for i, x in enumerate(v):
+                yield from walk(x, f"{key}[{i}]")
 
 
 def _positive(v: Any, cfg: Any) -> bool:
@@ -152,7 +167,11 @@ RANGES: list[tuple[str, Callable[[Any, Any], bool], str | Callable[[Any], str]]]
     ("data.batch_size", _positive, ">= 1"),
     ("data.val_fraction", lambda v, c: 0 < v < 1, "in (0, 1)"),
     ("data.eval_windows", _non_negative, ">= 0 (0: the whole validation split)"),
-    ("train.steps", _positive, ">= 1"),
+    (
+        "train.steps",
+        lambda v, c: v >= 1 or (v == 0 and c.post.active()),
+        ">= 1 (0 only when a post.stages stage trains)",
+    ),
     ("train.lr", _positive, "> 0"),
     ("train.min_lr", _non_negative, ">= 0"),
     (

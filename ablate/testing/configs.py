@@ -17,6 +17,7 @@ from ablate.core.config import (
     Config,
     DataConfig,
     ModelConfig,
+    PostConfig,
     TrainConfig,
     from_dict,
     to_dict,
@@ -28,6 +29,7 @@ TINY_MODEL = dict(vocab_size=37, dim=64, num_layers=2, num_heads=4, max_seq_len=
 TINY_SEQ_LEN = 16
 MODEL_GROUPS = ("attention", "ffn", "norm", "mtp")
 DATA_GROUPS = ("dataset", "tokenizer")
+POST_GROUPS = {"posttrain": "stages", "reward": "rewards"}  # group -> its `post` slot list
 # Text for datasets and tokenizers: several lines, punctuation and non-ASCII characters.
 SAMPLE_TEXT = (
     "def greet(name):\n    return f'Hello, {name}!'\n\n"
@@ -58,7 +60,8 @@ def root_config(group: str, cfg: Any) -> Config:
     model = tiny_model_config(**({group: cfg} if group in MODEL_GROUPS else {}))
     data = DataConfig(seq_len=TINY_SEQ_LEN, **({group: cfg} if group in DATA_GROUPS else {}))
     train = TrainConfig(**({"precision": cfg} if group == "precision" else {}))
-    return Config(model=model, data=data, train=train)
+    post = PostConfig(**({POST_GROUPS[group]: (cfg,)} if group in POST_GROUPS else {}))
+    return Config(model=model, data=data, train=train, post=post)
 
 
 def _validates(group: str, cfg: Any) -> bool:

@@ -35,4 +35,6 @@ CHECKS: dict[str, tuple[Check, ...]] = {
     "precision": (config_round_trip, precision_step),
     "dataset": (config_round_trip, dataset_text),
     "tokenizer": (config_round_trip, tokenizer_ids, tokenizer_round_trip),
+    "posttrain": (config_round_trip,),
+    "reward": (config_round_trip,),
 }
