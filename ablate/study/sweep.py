@@ -29,6 +29,7 @@ from ablate.core.identity import differing_keys
 from ablate.core.preflight import preflight
 from ablate.study.arms import expand_arms, mapping, nest
 from ablate.study.claims import equivalence, paper
+from ablate.study.ladder import expand_ladder
 from ablate.study.speed_spec import BenchSpec, bench_spec
 from ablate.study.tune_spec import tune_spec
 
@@ -50,6 +51,7 @@ TOP_KEYS = (
     "paper",
     "tune",
     "bench",
+    "ladder",
 )
 DEFAULT_MAX_ATTEMPTS = 2  # a failed trial is started at most this many times in total
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # sweep names become directory names
@@ -174,7 +176,9 @@ def _resolve(
             ]
             label = where[max(related, key=len)] if related else "arms"
         prefix = (
-            f"{label}." if label in ("overrides", "grid", "zip") or label.startswith("arms") else ""
+            f"{label}."
+            if label in ("overrides", "grid", "zip") or label.startswith(("arms", "ladder"))
+            else ""
         )
         raise ConfigError(src, prefix + e.key, e.msg, e.matches) from None
     # notes on dropped fields name the sweep layer that switched the component
@@ -222,7 +226,8 @@ def load_sweep(
                 "unknown report option",
                 difflib.get_close_matches(str(key), ("dir", "title")),
             )
-    arms, where = expand_arms(spec, src)
+    arms, where, ladder = expand_ladder(spec, src, *expand_arms(spec, src))
+    baseline = ladder.name(ladder.baseline, ladder.rungs[0]) if ladder else spec["baseline"]
     steps_by_arm: dict[str, int] = {}
     for arm, overrides in arms.items():
         layers = [*common, ("arm", nest(overrides, src, f"arms.{arm}."))]
@@ -232,12 +237,12 @@ def load_sweep(
         else:
             per_step = cfg.data.batch_size * cfg.data.seq_len * cfg.train.grad_accum
             steps_by_arm[arm] = budget["tokens"] // per_step
-    if spec["baseline"] not in arms:
+    if baseline not in arms:
         raise ConfigError(
             src,
             "baseline",
-            f"{spec['baseline']!r} is not an arm (arms: {', '.join(arms)})",
-            difflib.get_close_matches(str(spec["baseline"]), list(arms)),
+            f"{baseline!r} is not an arm (arms: {', '.join(arms)})",
+            difflib.get_close_matches(str(baseline), list(arms)),
         )
     if len(set(steps_by_arm.values())) > 1:
         raise ConfigError(
@@ -280,12 +285,12 @@ def load_sweep(
         seeds=seeds,
         budget=budget,
         steps=steps,
-        baseline=spec["baseline"],
+        baseline=baseline,
         arms=arms,
         trials=trials,
         max_attempts=max_attempts,
         # the report reads its claims from the ledger's copy of `report`
-        report={**report, **claims},
+        report={**report, **claims, **({"ladder": ladder.as_meta()} if ladder else {})},
         cli_overrides=cli,
         equivalence=claims["equivalence"],
         paper=claims["paper"],
