@@ -129,6 +129,7 @@ def truncate_metrics(path: Path, step: int) -> list[dict]:
     lines = [line for line in path.read_text().splitlines() if line.strip()]
     if lines and not lines[-1].endswith("}"):  # torn by a full disk or a kill mid-write
         lines.pop()
-    keep = [r for r in map(json.loads, lines) if r.get("step", 0) <= step]
+    # post-training rows (`post_step`) follow the last training step; their runner cuts them
+    keep = [r for r in map(json.loads, lines) if r.get("step", 0) <= step or "post_step" in r]
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
     return keep

@@ -28,6 +28,7 @@ from ablate.core.evaluate import collect_metrics, evaluate, final_metrics
 from ablate.core.fsio import atomic_write_text
 from ablate.core.interrupt import InterruptFlag
 from ablate.core.trial import Callback, Trial, setup
+from ablate.posttrain.stage import run_post
 
 METRICS = "metrics.jsonl"
 TRAIN_KEYS = ("step", "loss", "lr", "grad_norm", "train_s", "tokens_per_s")  # not metrics
@@ -105,6 +106,8 @@ def train(
                 raise KeyboardInterrupt(f"interrupted after step {step}; checkpoint saved")
             if stop_after is not None and step >= stop_after:
                 return {"status": "stopped", "steps": step}
+        if prog.status == "done":  # the post.stages (none by default): ablate.posttrain.stage
+            prog.last_metrics.update(run_post(run, interrupted, resume=resume))
         return _finish(run, prog, t_start)
     finally:
         interrupted.restore()

@@ -98,6 +98,8 @@ class TrialProgress:
             else:
                 print(text, file=self.stream, flush=True)
             return
+        if "loss" not in record:  # a post-training row (ablate.posttrain.stage)
+            return
         tps = record.get("tokens_per_s")
         info = f"loss {record['loss']:.4f}" + (f"  {tps:,.0f} tok/s" if tps else "")
         if self.bar:

@@ -30,6 +30,7 @@ TINY_SEQ_LEN = 16
 MODEL_GROUPS = ("attention", "ffn", "norm", "mtp")
 DATA_GROUPS = ("dataset", "tokenizer")
 POST_GROUPS = {"posttrain": "stages", "reward": "rewards"}  # group -> its `post` slot list
+POST_NEW_TOKENS = 16  # completion tokens sampled in checks (prompt + 16 <= max_seq_len)
 # Text for datasets and tokenizers: several lines, punctuation and non-ASCII characters.
 SAMPLE_TEXT = (
     "def greet(name):\n    return f'Hello, {name}!'\n\n"
@@ -53,6 +54,16 @@ def router_host(router_cfg: Any) -> Any:
     raise CheckSkipped("no FFN with a router slot is registered to host the router")
 
 
+def task_host() -> Any:
+    """Default config of the first registered dataset that is a verifiable task."""
+    from ablate.posttrain.bases import Task
+
+    for name in registry.names("dataset"):
+        if issubclass(registry.get("dataset", name), Task):
+            return registry.get("dataset", name).Config()
+    raise CheckSkipped("no task dataset is registered to host the check")
+
+
 def root_config(group: str, cfg: Any) -> Config:
     """A whole tiny run config with `cfg` in its group's slot (a router inside its host FFN)."""
     if group == "router":
@@ -60,7 +71,10 @@ def root_config(group: str, cfg: Any) -> Config:
     model = tiny_model_config(**({group: cfg} if group in MODEL_GROUPS else {}))
     data = DataConfig(seq_len=TINY_SEQ_LEN, **({group: cfg} if group in DATA_GROUPS else {}))
     train = TrainConfig(**({"precision": cfg} if group == "precision" else {}))
-    post = PostConfig(**({POST_GROUPS[group]: (cfg,)} if group in POST_GROUPS else {}))
+    post = PostConfig()
+    if group in POST_GROUPS:  # on a task dataset, completions within the tiny model's length
+        data = dataclasses.replace(data, dataset=task_host())
+        post = PostConfig(**{POST_GROUPS[group]: (cfg,)}, max_new_tokens=POST_NEW_TOKENS)
     return Config(model=model, data=data, train=train, post=post)
 
 

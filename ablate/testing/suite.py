@@ -23,6 +23,7 @@ from ablate.testing.model_checks import (
     seed_determinism,
     shapes_loss_grads,
 )
+from ablate.testing.post_checks import reward_values, stage_steps
 
 MODEL_CHECKS = (shapes_loss_grads, seed_determinism, causality, config_round_trip, hooks_run)
 
@@ -35,6 +36,6 @@ CHECKS: dict[str, tuple[Check, ...]] = {
     "precision": (config_round_trip, precision_step),
     "dataset": (config_round_trip, dataset_text),
     "tokenizer": (config_round_trip, tokenizer_ids, tokenizer_round_trip),
-    "posttrain": (config_round_trip,),
-    "reward": (config_round_trip,),
+    "posttrain": (config_round_trip, stage_steps),
+    "reward": (config_round_trip, reward_values),
 }
