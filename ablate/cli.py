@@ -171,7 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run (or resume) every trial of a sweep, then report")
     r.add_argument("sweep", help="sweep YAML file")
     r.add_argument("overrides", nargs="*", help="Hydra-style overrides applied to every arm")
-    r.add_argument("--workers", type=int, default=1, help="local worker processes")
+    r.add_argument(
+        "--workers",
+        type=int,
+        help="local worker processes (default: $ABLATE_WORKERS, else cores // train.threads)",
+    )
     r.add_argument("--dry-run", action="store_true", help="print the trial table; train nothing")
     r.add_argument(
         "--force",

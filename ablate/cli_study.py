@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 
@@ -38,7 +39,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     res = Resources(**{f: getattr(args, f) for f in Resources.__dataclass_fields__})
     status = run_sweep(
-        sweep, workers=args.workers, force=args.force, executor=args.executor, resources=res
+        sweep,
+        workers=_workers(args.workers),
+        force=args.force,
+        executor=args.executor,
+        resources=res,
     )
     if sweep.bench.enabled and not args.no_bench:  # the report compares speed only from it
         from ablate.study.speed import run_bench
@@ -118,3 +123,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     sweep = load_sweep(args.sweep)
     print(render(sweep.run_dir, sweep.report_dir, sweep.report.get("title", "")))
     return 0
+
+
+def _workers(flag: int | None) -> int:
+    """--workers, else $ABLATE_WORKERS, else 0: as many as the cores hold (`run_sweep`)."""
+    if flag is not None:
+        return flag
+    env = os.environ.get("ABLATE_WORKERS", "0")
+    if not env.isdigit():
+        raise ValueError(f"ABLATE_WORKERS must be a whole number, got {env!r}")
+    return int(env)

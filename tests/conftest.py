@@ -13,7 +13,11 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from ablate.core.config import ModelConfig
+# `ablate run` without --workers takes as many workers as the cores hold; tests run sweeps in
+# this process (monkeypatches reach them) unless they pass --workers themselves.
+os.environ.setdefault("ABLATE_WORKERS", "1")
+
+from ablate.core.config import ModelConfig  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"

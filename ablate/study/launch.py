@@ -174,14 +174,14 @@ def run_sweep(
 ) -> int:
     """Run every runnable trial of `sweep`; returns 1 if any trial ended `failed`, else 0.
 
-    `workers` > 1 starts that many local processes, each with cpu_count // workers torch
-    threads (trials that set `train.threads` keep their own) and, with `resources.gpus`, its
-    own GPUs through CUDA_VISIBLE_DEVICES. The config, and so the trial id, is unchanged by the
-    split. Another `executor` (`ablate.study.executors`) submits the trials as jobs instead.
+    `workers` > 1 starts that many local processes (cpu_count // workers torch threads unless
+    a trial sets `train.threads`; with `resources.gpus`, own GPUs via CUDA_VISIBLE_DEVICES);
+    0 = `workers.auto_workers`; 1 = in this process. Trial ids do not depend on the split.
+    Another `executor` (`ablate.study.executors`) submits the trials as jobs instead.
     """
     stream = stream or sys.stderr
-    if workers < 1:
-        raise ValueError(f"--workers must be >= 1, got {workers}")
+    if workers < 0:
+        raise ValueError(f"--workers must be >= 0 (0 = as many as the cores hold), got {workers}")
     ledger = Ledger(ledger_path(sweep))
     try:
         res = resources or Resources()
@@ -211,6 +211,7 @@ def _run_held(
             file=stream,
         )
     todo = [r for r in ledger.rows() if r["state"] not in ("done", "diverged")]
+    workers = workers or workers_mod.auto_workers(sweep, len(todo))
     where = f"{workers} worker{'s' if workers > 1 else ''}" if executor == "local" else executor
     print(
         f"sweep {sweep.name}: {len(ledger.rows())} trials, {len(todo)} to run ({where})",

@@ -170,3 +170,9 @@ def _kill(p) -> None:
         os.killpg(p.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         _signal(p, signal.SIGKILL)
+
+
+def auto_workers(sweep, num_todo: int) -> int:
+    """As many workers as the cores hold at each trial's `train.threads`, one per trial."""
+    per_trial = max((t.cfg.train.threads for t in sweep.trials), default=1)
+    return max(1, min(num_todo, (os.cpu_count() or 1) // per_trial))

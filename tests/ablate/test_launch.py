@@ -179,3 +179,26 @@ def test_trial_killed_after_its_summary_is_recorded_not_retrained(tmp_path, monk
     assert launch.run_sweep(sweep) == 0
     [done] = _rows(tmp_path)
     assert (done["state"], done["metrics"]["val_loss"]) == ("done", 1.25)
+
+
+def test_default_workers_fill_the_cores_one_per_trial(tmp_path, monkeypatch):
+    from ablate.study import workers
+
+    sweep = load_sweep(write_sweep(tmp_path, seeds=(0, 1), steps=2))  # 4 trials, 1 thread each
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert workers.auto_workers(sweep, 4) == 4  # no more workers than trials to run
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert workers.auto_workers(sweep, 4) == 2
+    assert workers.auto_workers(sweep, 0) == 1
+
+
+def test_workers_flag_then_environment(monkeypatch):
+    from ablate import cli_study
+
+    monkeypatch.setenv("ABLATE_WORKERS", "3")
+    assert (cli_study._workers(None), cli_study._workers(1)) == (3, 1)
+    monkeypatch.delenv("ABLATE_WORKERS")
+    assert cli_study._workers(None) == 0  # run_sweep then takes workers.auto_workers
+    monkeypatch.setenv("ABLATE_WORKERS", "two")
+    with pytest.raises(ValueError, match="ABLATE_WORKERS"):
+        cli_study._workers(None)
