@@ -28,9 +28,9 @@ from ablate.registry import register
 
 def group_advantages(reward_B: torch.Tensor, group_size: int, eps: float) -> torch.Tensor:
     """(r - group mean) / (group sample std + eps); rows i*G .. i*G+G-1 form group i."""
-    r_PG = reward_B.view(-1, group_size)
-    adv_PG = (r_PG - r_PG.mean(1, keepdim=True)) / (r_PG.std(1, keepdim=True) + eps)
-    return adv_PG.flatten()
+    groups = reward_B.view(-1, group_size)  # (prompts, group_size)
+    adv = (groups - groups.mean(1, keepdim=True)) / (groups.std(1, keepdim=True) + eps)
+    return adv.flatten()
 
 
 def k3(logp_BT: torch.Tensor, ref_logp_BT: torch.Tensor) -> torch.Tensor:
