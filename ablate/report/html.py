@@ -16,6 +16,7 @@ from typing import Any
 from ablate.core.fsio import atomic_write_text
 from ablate.report import stats
 from ablate.report.charts import charts
+from ablate.report.ladder import COMPUTE_KEY, ladder_of, ladder_section
 from ablate.report.speed import load_speed, not_measured, speed_section
 from ablate.report.table import SHOWN_METRICS, ablation_table, metric, precision_table, shown_arms
 from ablate.study.ledger import Ledger
@@ -122,6 +123,7 @@ def _data_lines(summaries: list[dict]) -> list[str]:
 
 CSV_FIELDS = (
     "arm",
+    "scale",  # the ladder rung of a ladder sweep, else empty
     "seed",
     "trial_id",
     "state",
@@ -130,13 +132,15 @@ CSV_FIELDS = (
     "val_ppl",
     "tokens_per_s",
     "num_params",
+    COMPUTE_KEY,
     "reason",
     "path",
 )
 
 
-def write_csv(path: Path, trials: list[dict]) -> None:
-    """One row per trial: identity, state and every scalar metric (written atomically)."""
+def write_csv(path: Path, trials: list[dict], meta: dict | None = None) -> None:
+    """One row per trial: identity, its ladder rung, state and every scalar metric (atomic)."""
+    cells = ladder_of(meta or {}).get("cells", {})
     extra = sorted(
         {
             k
@@ -153,7 +157,8 @@ def write_csv(path: Path, trials: list[dict]) -> None:
             k: t.get(k, "")
             for k in ("arm", "seed", "trial_id", "state", "attempts", "reason", "path")
         }
-        for k in ("val_loss", "val_ppl", "tokens_per_s", "num_params", *extra):
+        row["scale"] = cells[t["arm"]][1] if t["arm"] in cells else ""
+        for k in ("val_loss", "val_ppl", "tokens_per_s", "num_params", COMPUTE_KEY, *extra):
             row[k] = metric(t, k)
         w.writerow(row)
     atomic_write_text(path, f.getvalue())
@@ -184,6 +189,7 @@ def render(run_dir: str | Path, out_dir: str | Path, title: str = "") -> Path:
         name=meta.get("name", ""),
         title=title or f"Ablation report: {meta.get('name', '')}",
         baseline=meta.get("baseline", ""),
+        ladder=ladder_section(meta, trials),
         table=ablation_table(meta, trials, bench),
         speed=speed_section(bench, arms, meta.get("baseline", ""), ids),
         bench_command=not_measured(meta.get("sweep_path", "")),
@@ -200,6 +206,6 @@ def render(run_dir: str | Path, out_dir: str | Path, title: str = "") -> Path:
         },
     )
     path = out / "index.html"
-    write_csv(out / "results.csv", trials)  # after rendering: a killed render leaves neither
+    write_csv(out / "results.csv", trials, meta)  # after rendering: a killed render leaves neither
     atomic_write_text(path, html)
     return path

@@ -15,7 +15,7 @@ from typing import Any
 
 from ablate.report import speed, stats
 from ablate.report.labels import label, move_common
-from ablate.report.verdicts import verdicts
+from ablate.report.verdicts import baselines, verdicts
 
 FAMILY_RE = re.compile(r"^(.+)/(\d+)$")  # `expert_load/3`: index 3 of a per-index family
 SHOWN_METRICS = ("val_loss", "val_ppl")  # already in the table as dedicated columns
@@ -209,12 +209,16 @@ def ablation_table(meta: dict, trials: list[dict], bench: dict | None = None) ->
         "values": _value_keys(flat, {p for s in slots.values() for p in s}, trials),
         "metrics": _metric_keys(trials),
     }
-    base = meta["baseline"]
+    base_of = baselines(meta, arms)  # compared arm -> its baseline (one per rung in a ladder)
     loss = {a: {t["seed"]: result(t) for t in by_arm[a]} for a in arms}
-    base_by_seed = {t["seed"]: t for t in by_arm.get(base, [])}
-    cmps = {a: stats.paired(loss[a], loss.get(base, {})) for a in arms if a != base}
+    cmps = {a: stats.paired(loss[a], loss.get(b, {})) for a, b in base_of.items()}
     claims = meta.get("report") or {}
-    verdict = verdicts(cmps, {**loss, base: loss.get(base, {})}, base, claims.get("equivalence"))
+    verdict = verdicts(
+        cmps,
+        {**loss, meta["baseline"]: loss.get(meta["baseline"], {})},
+        base_of,
+        claims.get("equivalence"),
+    )
     paper = claims.get("paper") or {}
     rows = []
     for a in arms:
@@ -224,8 +228,9 @@ def ablation_table(meta: dict, trials: list[dict], bench: dict | None = None) ->
         row = _arm_row(a, by_arm[a], seeds, cols, flat[a])
         ids = {t.get("trial_id") for t in by_arm[a]}
         row["tokens_per_s"] = speed.throughput_cell(bench, a, ids, meta.get("sweep_path", ""))
+        base_by_seed = {t["seed"]: t for t in by_arm.get(base_of.get(a, ""), [])}
         row["excluded"] = _excluded(by_arm[a], seeds, base_by_seed if cmp else None)
-        row["baseline"] = a == base
+        row["baseline"] = cmp is None
         row["components"] = [slots[a].get(path) == n for _, path, n in comp_cols]
         row["paper"] = f"{paper[a]['value']} ({paper[a]['source']})" if a in paper else ""
         if cmp is None:

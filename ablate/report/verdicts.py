@@ -81,16 +81,35 @@ def _line(cmp: stats.Paired, p_holm: float, p_tost: float, equivalence: Mapping)
     return Verdict("inconclusive", text, p_holm, p_tost, size)
 
 
+def baselines(meta: Mapping, arms: list[str]) -> dict[str, str]:
+    """Each compared arm -> the arm it is compared with: the sweep's baseline, or in a ladder
+    sweep (`report.ladder`, `ablate.study.ladder`) the baseline at the arm's own rung."""
+    ladder = (meta.get("report") or {}).get("ladder")
+    if not ladder:
+        return {a: meta["baseline"] for a in arms if a != meta["baseline"]}
+    cells = {a: tuple(ladder["cells"][a]) for a in arms if a in ladder["cells"]}
+    named = {cell: a for a, cell in cells.items()}
+    out = {}
+    for a, (arm, rung) in cells.items():
+        if arm != ladder["baseline"] and (ladder["baseline"], rung) in named:
+            out[a] = named[(ladder["baseline"], rung)]
+    return out
+
+
 def verdicts(
     comparisons: Mapping[str, stats.Paired],
     loss: Mapping[str, Mapping[int, float | None]],
-    baseline: str,
+    baseline: str | Mapping[str, str],
     equivalence: Mapping | None = None,
 ) -> dict[str, Verdict]:
-    """Verdict per compared arm; `loss` maps arm -> seed -> val loss (baseline included)."""
+    """Verdict per compared arm; `loss` maps arm -> seed -> val loss (baselines included).
+
+    `baseline`: the one baseline arm, or each compared arm's own (`baselines`).
+    """
     arms = list(comparisons)
+    base_of = {a: baseline for a in arms} if isinstance(baseline, str) else baseline
     eq = equivalence or {}
     p_holm = stats.holm([comparisons[a].p for a in arms])
-    tosts = [_tost_p(comparisons[a], loss[a], loss[baseline], eq) for a in arms]
+    tosts = [_tost_p(comparisons[a], loss[a], loss[base_of[a]], eq) for a in arms]
     p_tost = stats.holm(tosts)
     return {a: _line(comparisons[a], p_holm[i], p_tost[i], eq) for i, a in enumerate(arms)}
