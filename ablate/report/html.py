@@ -19,6 +19,7 @@ from ablate.report.charts import charts
 from ablate.report.ladder import COMPUTE_KEY, ladder_of, ladder_section
 from ablate.report.speed import load_speed, not_measured, speed_section
 from ablate.report.table import SHOWN_METRICS, ablation_table, metric, precision_table, shown_arms
+from ablate.report.verdicts import baselines
 from ablate.study.ledger import Ledger
 
 TEMPLATE = "report.html.j2"
@@ -191,7 +192,7 @@ def render(run_dir: str | Path, out_dir: str | Path, title: str = "") -> Path:
         baseline=meta.get("baseline", ""),
         ladder=ladder_section(meta, trials),
         table=ablation_table(meta, trials, bench),
-        speed=speed_section(bench, arms, meta.get("baseline", ""), ids),
+        speed=speed_section(bench, arms, baselines(meta, arms), ids),
         bench_command=not_measured(meta.get("sweep_path", "")),
         precision=precision_table(meta, trials),
         charts=charts(meta, trials, bench),

@@ -94,7 +94,9 @@ def _contexts(speed: dict) -> list[str]:
     return sorted(ctxs, key=int)
 
 
-def speed_section(speed: dict | None, arms: list[str], baseline: str, ids: dict) -> dict:
+def speed_section(
+    speed: dict | None, arms: list[str], baseline: str | dict[str, str], ids: dict
+) -> dict:
     """The report's speed table and its sentences; {} when no benchmark was run.
 
     `ids` maps each arm to its current trial ids (a benchmark of older trials is not shown).
@@ -132,27 +134,25 @@ def speed_section(speed: dict | None, arms: list[str], baseline: str, ids: dict)
     }
 
 
-def claims(entries: dict[str, dict], baseline: str, ctxs: list[str]) -> list[str]:
-    """Each arm against the baseline: training tokens/s, then decode tokens/s per context."""
-    if baseline not in entries:
-        return []
-    base = entries[baseline]
+def claims(entries: dict[str, dict], baseline: str | dict[str, str], ctxs: list[str]) -> list[str]:
+    """Each arm against its baseline (the one baseline, or each compared arm's own, as
+    `verdicts.baselines` gives them): training tokens/s, then decode tokens/s per context."""
+    if isinstance(baseline, str):
+        baseline = {a: baseline for a in entries if a != baseline}
     out = []
     for a, e in entries.items():
-        if a == baseline:
+        name = baseline.get(a)
+        if name not in entries:
             continue
-        out.append(compare(baseline, base["tokens_per_s"], a, e["tokens_per_s"], "training speed"))
+        base = entries[name]
+        out.append(compare(name, base["tokens_per_s"], a, e["tokens_per_s"], "training speed"))
         for c in ctxs:
             b_dec, a_dec = base["decode"].get(c), e["decode"].get(c)
             if b_dec and a_dec:
                 what = f"decode speed at {c} tokens of context"
                 out.append(
                     compare(
-                        baseline,
-                        b_dec["decode_tokens_per_s"],
-                        a,
-                        a_dec["decode_tokens_per_s"],
-                        what,
+                        name, b_dec["decode_tokens_per_s"], a, a_dec["decode_tokens_per_s"], what
                     )
                 )
     return out

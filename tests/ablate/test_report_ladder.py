@@ -84,3 +84,18 @@ def test_ladder_section_fits_each_arm_over_every_seed_point():
     assert len(section["sentences"]) == 1 and section["sentences"][0].startswith("x: fitted loss")
     assert "1.1e+13 FLOPs" in section["sentences"][0] and section["png"]
     assert ladder_section({"baseline": "m", "report": {}}, trials) == {}
+
+
+def test_speed_claims_compare_each_arm_with_the_baseline_at_its_rung():
+    from ablate.report.speed import claims
+
+    def tps(median):
+        return {"tokens_per_s": {"median": median, "q1": median - 1, "q3": median + 1, "n": 5}}
+
+    entries = {"m@s": tps(100.0), "x@s": tps(50.0), "m@l": tps(20.0), "x@l": tps(40.0), "y@l": {}}
+    entries = {a: {**e, "decode": {}} for a, e in entries.items() if e}
+    lines = claims(entries, {"x@s": "m@s", "x@l": "m@l", "y@l": "m@l"}, [])
+    assert lines == [
+        "training speed: m@s 2.00x faster than x@s (outside measurement spread ±2.0%)",
+        "training speed: x@l 2.00x faster than m@l (outside measurement spread ±5.0%)",
+    ]
