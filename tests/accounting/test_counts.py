@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from ablate.accounting.flops import count_flops, flop_counter
+from ablate.accounting.flops import count_flops, flop_counter, trial_flops
 from ablate.accounting.params import build_meta, count_params, totals
 from ablate.core.config import from_dict
 from ablate.core.model import Transformer
@@ -91,3 +91,20 @@ def test_mtp_section_counted_apart():
     moe_block = Transformer(cfg_of("mla_moe").model).blocks[1]
     assert mtp == sum(p.numel() for p in moe_block.parameters()) + 2 * D * D + 3 * D
     assert 0 < mtp_active < mtp
+
+
+def test_trial_flops_are_train_flops_per_token_times_tokens():
+    cfg = cfg_of("mla_moe_mtp")
+    meta = build_meta(cfg)
+    per_token = sum(f.train for f in count_flops(meta, count_params(meta), T).values())
+    assert trial_flops(cfg, 1000) == {
+        "train_flops_per_token": per_token,
+        "train_flops": per_token * 1000,
+    }
+    assert per_token > count_flops(meta, count_params(meta), T)["main"].train  # MTP counted
+
+
+def test_trial_flops_warn_and_record_nothing_when_the_model_cannot_be_counted():
+    cfg = from_dict({"model": {**BASE, "vocab_size": 0}, "data": {"seq_len": T}})
+    with pytest.warns(UserWarning, match="training FLOPs not counted"):
+        assert trial_flops(cfg, 1000) == {}
