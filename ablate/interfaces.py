@@ -263,6 +263,30 @@ class Precision(ABC):
         """The optimizer over the (transformed) model; AdamW with fp32 state by default."""
         return torch.optim.AdamW(param_groups, **adamw)
 
+    def scale_loss(self, loss: torch.Tensor) -> torch.Tensor:
+        """The loss to call backward on (loss scaling); the loss itself by default."""
+        return loss
+
+    def unscale_grads(self, model: nn.Module) -> bool:
+        """Undo `scale_loss` on the gradients, before clipping; True when one is not finite
+        (this rank's view). Default: nothing to undo, False."""
+        return False
+
+    def update(self, overflow: bool) -> None:
+        """After each step, with whether any rank's gradients overflowed (the optimizer step
+        is then skipped); e.g. a dynamic loss scale's backoff or growth."""
+
+    def metrics(self) -> dict[str, float]:
+        """Logging-only numbers at train log steps (a loss scale, skipped steps)."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """State that a bit-identical resume needs (saved in the checkpoint); none by default."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned."""
+
     def summary(self) -> dict[str, Any]:
         """Facts to record in the trial summary (backend that ran, error statistics)."""
         return {}

@@ -45,7 +45,14 @@ def save_checkpoint(
     save_state(path, model.state_dict(), opt.state_dict(), step, cfg_hash)
 
 
-def save_state(path: Path, model_sd: dict, opt_sd: dict, step: int, cfg_hash: str) -> None:
+def save_state(
+    path: Path,
+    model_sd: dict,
+    opt_sd: dict,
+    step: int,
+    cfg_hash: str,
+    precision: dict | None = None,
+) -> None:
     """`save_checkpoint` from state dicts (a distributed trial gathers them first).
 
     The weights go to `model.safetensors` beside `path`, in two phases: written as
@@ -65,6 +72,8 @@ def save_state(path: Path, model_sd: dict, opt_sd: dict, step: int, cfg_hash: st
         "step": step,
         "config_hash": cfg_hash,
     }
+    if precision:  # the precision transform's own state (`Precision.state_dict`)
+        state["precision"] = precision
     atomic_write(path, lambda f: torch.save(state, f))  # a file object: ENOSPC is an OSError
     os.replace(pending, weights)
 

@@ -166,7 +166,7 @@ def _forward_backward(run: Trial, step: int) -> tuple[float, dict[str, torch.Ten
                 total = total + v
                 # kept on the device; read only when logged (no sync per micro-batch)
                 extra_sums[k] = extra_sums.get(k, 0.0) + v.detach() / tc.grad_accum
-        (total / tc.grad_accum).backward()
+        run.precision.scale_loss(total / tc.grad_accum).backward()  # fp16: loss scaling
         loss_sum += loss.item() / tc.grad_accum
     return distributed.mean(loss_sum, run.ranks), extra_sums  # the global batch's, on every rank
 
@@ -195,8 +195,12 @@ def _train_step(
         prog.status = "diverged"
         run.emit({"step": step, "loss": prog.loss, "lr": lr})
         return None
-    grad_norm = distributed.clip_grad_norm(run.model, tc.grad_clip)  # nan when off
-    run.opt.step()
+    # a precision with loss scaling unscales here; on an inf/nan gradient the step is skipped
+    overflow = distributed.any_rank(run.precision.unscale_grads(run.model), run.ranks)
+    run.precision.update(overflow)
+    grad_norm = math.nan if overflow else distributed.clip_grad_norm(run.model, tc.grad_clip)
+    if not overflow:
+        run.opt.step()
     run.opt.zero_grad(set_to_none=True)
     for c in run.comps:
         c.after_optimizer_step()
@@ -228,7 +232,7 @@ def _log_eval_save(
             "tokens_per_s": prog.tokens_per_s(),
         }
         record.update({f"loss/{k}": distributed.mean(v, run.ranks) for k, v in extra_sums.items()})
-        metrics = collect_metrics(run.model)
+        metrics = collect_metrics(run.model) | run.precision.metrics()
         record.update(metrics)
         prog.last_metrics = {k: v for k, v in metrics.items() if "/" not in k}
         run.emit(record)

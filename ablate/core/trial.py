@@ -105,13 +105,15 @@ class Trial:
             self.model, self.opt, ckpt["model"], ckpt["optimizer"], self.ranks
         )
         set_rng_state(ckpt["rng"])
+        self.precision.load_state_dict(ckpt.get("precision", {}))
         return ckpt["step"]
 
     def save(self, step: int) -> None:
         """Checkpoint the state after `step` (gathered on every rank, written by rank 0)."""
         model_sd, opt_sd = distributed.full_state(self.model, self.opt, self.ranks)
         if self.ranks.main:
-            save_state(self.out / CHECKPOINT, model_sd, opt_sd, step, config_hash(self.cfg))
+            prec = self.precision.state_dict()  # e.g. fp16's loss scale
+            save_state(self.out / CHECKPOINT, model_sd, opt_sd, step, config_hash(self.cfg), prec)
 
 
 def setup(cfg: Config, out: Path, callbacks: Sequence[Callback] = ()) -> Trial:

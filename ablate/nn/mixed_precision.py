@@ -1,12 +1,14 @@
-"""BF16 autocast with fp32 master weights: the shared base of the mixed-precision transforms
-(Micikevicius et al. 2018; bf16 needs no loss scaling). Components subclass it and its config.
+"""Autocast with fp32 master weights: the shared base of the mixed-precision transforms
+(Micikevicius et al. 2018; bf16 by default, which needs no loss scaling). Components subclass
+it and its config; `keep_high_precision` keeps chosen Linears out of autocast.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -27,15 +29,46 @@ def check_master_weights(model: nn.Module) -> None:
         raise ValueError(f"mixed precision needs fp32 master weights; not fp32: {bad[:5]}")
 
 
+class HighPrecisionLinear(nn.Linear):
+    """An nn.Linear (same parameters and state-dict keys) computed in fp32 under autocast."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__(
+            linear.in_features, linear.out_features, bias=linear.bias is not None, device="meta"
+        )
+        self.weight, self.bias = linear.weight, linear.bias  # share, so ties survive
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return super().forward(x.float())
+
+
+def keep_high_precision(model: nn.Module, patterns: tuple[str, ...]) -> list[str]:
+    """Swap the nn.Linears whose dotted module name matches an fnmatch pattern for
+    `HighPrecisionLinear`; their names."""
+    kept = []
+    for parent_name, parent in list(model.named_modules()):
+        for child_name, child in list(parent.named_children()):
+            name = f"{parent_name}.{child_name}" if parent_name else child_name
+            if type(child) is not nn.Linear:
+                continue
+            if any(fnmatch.fnmatchcase(name, p) for p in patterns):
+                setattr(parent, child_name, HighPrecisionLinear(child))
+                kept.append(name)
+    return kept
+
+
 class AutocastPrecision(Precision):
-    """Forward under torch.autocast(bfloat16); AdamW moments in `cfg.moment_dtype`."""
+    """Forward under torch.autocast(`compute_dtype`); AdamW moments in `cfg.moment_dtype`."""
+
+    compute_dtype: ClassVar[torch.dtype] = torch.bfloat16
 
     def apply(self, model: nn.Module) -> nn.Module:
         check_master_weights(model)
         return model
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return torch.autocast(self.device.type, dtype=self.compute_dtype)
 
     def build_optimizer(self, param_groups: list[dict], **adamw: Any) -> torch.optim.Optimizer:
         if self.cfg.moment_dtype == "float32":
@@ -45,7 +78,7 @@ class AutocastPrecision(Precision):
     def summary(self) -> dict[str, Any]:
         return {
             "backend": "torch_autocast",
-            "compute_dtype": "bfloat16",
+            "compute_dtype": str(self.compute_dtype).removeprefix("torch."),
             "master_dtype": "float32",
             "moment_dtype": self.cfg.moment_dtype,
         }

@@ -39,7 +39,8 @@ def _param_groups(model: torch.nn.Module) -> list[dict]:
 
 
 def precision_step(s: Subject) -> None:
-    """apply() -> forward under autocast() -> backward -> optimizer step, all finite."""
+    """apply() -> forward under autocast() -> scaled backward -> unscale -> optimizer step,
+    all finite; metrics() JSON, state_dict() round-trips."""
     torch.manual_seed(0)
     precision = registry.build(s.default_config(), torch.device("cpu"))
     with warnings.catch_warnings():
@@ -54,7 +55,9 @@ def precision_step(s: Subject) -> None:
         logits_BTV, loss = model(x_BT, y_BT)
     s.expect(logits_BTV.shape[:2] == x_BT.shape, f"logits shape {tuple(logits_BTV.shape)}")
     s.expect(bool(torch.isfinite(loss)), f"loss under autocast() is not finite ({loss.item()})")
-    loss.backward()
+    precision.scale_loss(loss).backward()
+    s.expect(not precision.unscale_grads(model), "unscale_grads() reports an overflow")
+    precision.update(False)
     bad = [
         n for n, p in model.named_parameters() if p.grad is not None and not p.grad.isfinite().all()
     ]
@@ -67,6 +70,10 @@ def precision_step(s: Subject) -> None:
         "an optimizer step changed no parameter",
     )
     _json(s, precision.summary(), "summary()")
+    _json(s, precision.metrics(), "metrics()")
+    state = precision.state_dict()
+    precision.load_state_dict(state)
+    s.expect(precision.state_dict() == state, "load_state_dict(state_dict()) changed the state")
 
 
 def dataset_text(s: Subject) -> None:

@@ -1,0 +1,200 @@
+"""fp16: autocast float16 with fp32 masters, kept-fp32 Linears, dynamic loss scaling (the scale
+rule, unscaling, a forced overflow skipped and recovered from in a real run, none in a normal
+run) and the loss scale carried through a checkpoint resume."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from ablate.core.checkpoint import read_checkpoint
+from ablate.core.config import load_config
+from ablate.core.model import Transformer
+from ablate.core.trainer import train
+from ablate.nn.mixed_precision import HighPrecisionLinear
+from components.precision.fp16 import FP16
+from tests.conftest import REPO, tiny_model_config
+
+CPU = torch.device("cpu")
+FP16_REL = 5e-3  # fp16 matmul vs fp32, relative (11 significant bits, K = 64)
+TINY = REPO / "sweeps" / "base" / "tiny.yaml"
+STEPS = 12
+OVERRIDES = [
+    "model.dim=32",
+    "model.num_layers=1",
+    "data.batch_size=4",
+    "data.seq_len=32",
+    "data.dataset.max_chars=50000",
+    "data.eval_windows=8",
+    f"train.steps={STEPS}",
+    "train.checkpoint_every=6",
+    "train.eval_every=6",
+    "train.warmup_steps=3",
+    "train.log_every=1",
+    "train.threads=1",
+    "train.precision.name=fp16",
+]
+
+
+def _batch():
+    idx = torch.randint(0, 37, (2, 17), generator=torch.Generator().manual_seed(1))
+    return idx[:, :-1], idx[:, 1:]
+
+
+def test_autocast_float16_with_fp32_masters_and_kept_head():
+    prec = FP16(FP16.Config(), CPU)
+    model = prec.apply(Transformer(tiny_model_config()))
+    x, y = _batch()
+    with prec.autocast():
+        logits, loss = model(x, y)
+    assert logits.dtype == torch.float16 and loss.dtype == torch.float32
+    ref, _ = model(x, y)
+    rel = (logits.float() - ref).norm() / ref.norm()
+    assert 0 < rel < FP16_REL
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+    kept = FP16(FP16.Config(skip=("head",)), CPU)
+    plain = Transformer(tiny_model_config())
+    keys = list(plain.state_dict())
+    model = kept.apply(plain)
+    assert isinstance(model.head, HighPrecisionLinear) and kept.kept == ["head"]
+    assert list(model.state_dict()) == keys and model.head.weight is model.tok_emb.weight
+    with kept.autocast():
+        logits, _ = model(x, y)
+    assert logits.dtype == torch.float32  # the head ran outside autocast
+    assert kept.summary()["compute_dtype"] == "float16"
+
+
+def test_scale_rule_backoff_and_growth():
+    prec = FP16(FP16.Config(initial_scale=8.0, growth_interval=3), CPU)
+    seen = []
+    for overflow in (False, False, True, False, False, False, False):
+        prec.update(overflow)
+        seen.append((prec.scale, prec.num_skipped))
+    # grows only after 3 clean steps in a row; an overflow halves S and restarts the count
+    assert seen == [(8, 0), (8, 0), (4, 1), (4, 1), (4, 1), (8, 1), (8, 1)]
+    state = prec.state_dict()
+    other = FP16(FP16.Config(), CPU)
+    other.load_state_dict(state)
+    assert other.state_dict() == state == {"scale": 8.0, "growth_tracker": 1, "num_skipped": 1}
+
+
+TINY_LOSS = 1e-3
+
+
+def _grads(model, prec, scaled: bool, autocast: bool) -> list[torch.Tensor]:
+    model.zero_grad()
+    x, y = _batch()
+    with prec.autocast() if autocast else torch.autocast("cpu", enabled=False):
+        loss = model(x, y)[1] * TINY_LOSS  # gradients near fp16's smallest normal (6.1e-5)
+    (prec.scale_loss(loss) if scaled else loss).backward()
+    if scaled:
+        assert not prec.unscale_grads(model)
+    return [p.grad.clone() for p in model.parameters()]
+
+
+def _err(got: list[torch.Tensor], want: list[torch.Tensor]) -> float:
+    return float(sum((g - w).norm() ** 2 for g, w in zip(got, want, strict=True)) ** 0.5)
+
+
+def test_unscale_restores_gradients_and_detects_inf():
+    prec = FP16(FP16.Config(), CPU)
+    model = prec.apply(Transformer(tiny_model_config()))
+    ref = _grads(model, prec, scaled=False, autocast=False)
+    # in fp32, scaling by a power of two and unscaling is exact
+    assert _err(_grads(model, prec, scaled=True, autocast=False), ref) == 0
+    # in fp16, the scale lifts small gradients out of fp16's subnormals and zero: closer to fp32
+    unscaled = _err(_grads(model, prec, scaled=False, autocast=True), ref)
+    scaled = _err(_grads(model, prec, scaled=True, autocast=True), ref)
+    assert 0 < scaled < unscaled / 2
+    model.head.weight.grad[0, 0] = math.inf
+    assert prec.unscale_grads(model)
+    model.head.weight.grad.fill_(0)
+    model.head.weight.grad[0, 0] = math.nan
+    assert prec.unscale_grads(model)
+
+
+def test_bad_config_names_the_key():
+    with pytest.raises(ValueError, match="train.precision.backoff_factor"):
+        load_config(TINY, [*OVERRIDES, "train.precision.backoff_factor=1.5"])
+    with pytest.raises(ValueError, match="train.precision.growth_interval"):
+        load_config(TINY, [*OVERRIDES, "train.precision.growth_interval=0"])
+
+
+def _rows(out: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if "loss" in r]
+
+
+def _adam_steps(out: Path) -> set[int]:
+    ckpt_hash = torch.load(out / "checkpoint.pt", weights_only=False)["config_hash"]
+    ckpt = read_checkpoint(out / "checkpoint.pt", ckpt_hash, CPU)
+    return {int(s["step"]) for s in ckpt["optimizer"]["state"].values()}
+
+
+def test_normal_run_skips_no_step(tmp_path):
+    summary = train(load_config(TINY, OVERRIDES), tmp_path)
+    assert summary["status"] == "done"
+    rows = _rows(tmp_path)
+    assert [r["num_skipped_steps"] for r in rows] == [0] * STEPS
+    assert all(r["loss_scale"] == 65536.0 for r in rows)
+    assert all(math.isfinite(r["grad_norm"]) for r in rows)
+    assert summary["precision"]["num_skipped_steps"] == 0
+    assert summary["metrics"]["loss_scale"] == 65536.0
+    assert _adam_steps(tmp_path) == {STEPS}  # every step reached the optimizer
+    assert rows[-1]["loss"] < rows[0]["loss"]
+
+
+INJECT_AT = 4  # the backward of this step gets an inf gradient
+
+
+def test_forced_overflow_skips_the_step_backs_off_and_recovers(tmp_path, monkeypatch):
+    apply = FP16.apply
+    calls = []
+
+    def apply_with_hook(self, model):
+        model = apply(self, model)
+
+        def inject(grad):  # a gradient hook: inf at one backward only
+            calls.append(1)
+            return torch.full_like(grad, math.inf) if len(calls) == INJECT_AT else grad
+
+        model.blocks[0].ffn_norm.weight.register_hook(inject)
+        return model
+
+    monkeypatch.setattr(FP16, "apply", apply_with_hook)
+    summary = train(load_config(TINY, OVERRIDES), tmp_path)
+    assert summary["status"] == "done" and summary["steps"] == STEPS
+    rows = _rows(tmp_path)
+    skipped = [r["num_skipped_steps"] for r in rows]
+    assert skipped == [0] * (INJECT_AT - 1) + [1] * (STEPS - INJECT_AT + 1)
+    scales = [r["loss_scale"] for r in rows]
+    assert scales == [65536.0] * (INJECT_AT - 1) + [32768.0] * (STEPS - INJECT_AT + 1)
+    assert math.isnan(rows[INJECT_AT - 1]["grad_norm"])  # no clipping of the skipped step
+    assert all(math.isfinite(r["grad_norm"]) for i, r in enumerate(rows) if i != INJECT_AT - 1)
+    assert _adam_steps(tmp_path) == {STEPS - 1}  # one optimizer step fewer
+    assert all(math.isfinite(r["loss"]) for r in rows) and rows[-1]["loss"] < rows[0]["loss"]
+    assert math.isfinite(summary["val_loss"])
+    assert summary["precision"]["num_skipped_steps"] == 1
+
+
+def test_resume_restores_the_loss_scale(tmp_path):
+    """A scale that grew mid-run (growth_interval 4) comes back from the checkpoint: the resumed
+    run's losses, scales and skips equal those of a run that never stopped."""
+    cfg = load_config(TINY, [*OVERRIDES, "train.precision.growth_interval=4"])
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    train(cfg, straight)
+    assert train(cfg, resumed, stop_after=6)["status"] == "stopped"
+    train(cfg, resumed)
+    keys = ("step", "loss", "grad_norm", "loss_scale", "num_skipped_steps")
+    assert [[r[k] for k in keys] for r in _rows(resumed)] == [
+        [r[k] for k in keys] for r in _rows(straight)
+    ]
+    # the scale grew after 4 clean steps and, past fp16's range, a real overflow backed it off
+    rows = _rows(straight)
+    assert rows[5]["loss_scale"] == 2 * 65536.0  # in the checkpoint at step 6
+    assert rows[-1]["num_skipped_steps"] >= 1
