@@ -139,7 +139,15 @@ def ladder_section(meta: dict, trials: list[dict]) -> dict[str, Any]:
         if a != base and a in fits and base in fits
     ]
     missing = [a for a in ladder["arms"] if a not in fits]
+    by_trial = {  # the trials table's scale and compute columns
+        t.get("trial_id", ""): {
+            "scale": ladder["cells"].get(t["arm"], ["", ""])[1],
+            "flops": f"{c:.4g}" if (c := metric(t, COMPUTE_KEY)) is not None else "–",
+        }
+        for t in trials
+    }
     return {
+        "by_trial": by_trial,
         "rungs": ladder["rungs"],
         "baseline": base,
         "rows": rows,

@@ -34,6 +34,9 @@ def test_ladder_sweep_trains_and_reports_loss_against_compute(tmp_path, monkeypa
     with (sweep.report_dir / "results.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 12 and {r["scale"] for r in rows} == {"w32", "w48", "w64"}
+    trials_table = html.split("<h3>Trials</h3>")[1]
+    assert '<th class="l">scale</th>' in trials_table and trials_table.count(">w48</td>") == 4
+    assert f"<td>{float(rows[0]['train_flops']):.4g}</td>" in trials_table
     flops = {}
     for r in rows:
         summary = json.loads((Path(r["path"]) / "summary.json").read_text())
