@@ -27,6 +27,7 @@ from ablate.core.layers import (
     read_yaml,
     resolve,
 )
+from ablate.core.quant_eval import EvalConfig
 from ablate.core.scale import apply_scale
 from ablate.core.slots import merge_layers, slot, slot_list, switch_slots
 from ablate.core.validate import build_dataclass, check
@@ -36,6 +37,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DataConfig",
+    "EvalConfig",
     "Layers",
     "ModelConfig",
     "PostConfig",
@@ -151,6 +153,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     post: PostConfig = field(default_factory=PostConfig)  # post-training stages after `train`
+    eval: EvalConfig = field(default_factory=EvalConfig)  # measurements after training
     plugins: tuple[str, ...] = ()  # importable modules registering third-party components
     # What layering dropped where a later layer switched a slot's component (`ablate.core.slots`).
     # A record, not a setting: it is left out of the trial id and of equality.

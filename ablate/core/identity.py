@@ -75,6 +75,9 @@ def identity(d: dict, code: dict[str, str]) -> dict[str, Any]:
         for key in POST_OPERATIONAL:
             post.pop(key, None)
         d["post"] = post
+    evals = d.pop("eval", None)  # kept only when it measures something: ids stay as they were
+    if evals and evals["weight_quant"]:
+        d["eval"] = evals
     for key in OPERATIONAL:
         section, name = key.split(".")
         d[section].pop(name, None)

@@ -27,6 +27,7 @@ from ablate.core.config import Config, code_fingerprints, config_hash, replace
 from ablate.core.evaluate import collect_metrics, evaluate, final_metrics
 from ablate.core.fsio import atomic_write_text
 from ablate.core.interrupt import InterruptFlag
+from ablate.core.quant_eval import weight_quant_summary
 from ablate.core.trial import Callback, Trial, setup
 from ablate.posttrain.stage import run_post
 
@@ -286,6 +287,7 @@ def _summary(run: Trial, prog: _Progress, final: dict, t_start: float) -> dict[s
         "vocab_size": model.cfg.vocab_size,
         "metrics": {**prog.last_metrics, **last_eval, **final},
         "precision": run.precision.summary(),
+        **weight_quant_summary(run, last_eval),  # eval.weight_quant; {} when none is listed
         "data": run.corpus.info,
         **{k: v for k, v in repro.git_info().items() if k != "git_diff"},
         "versions": repro.versions(),
