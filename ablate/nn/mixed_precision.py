@@ -58,14 +58,33 @@ def keep_high_precision(model: nn.Module, patterns: tuple[str, ...]) -> list[str
     return kept
 
 
+def weight_bytes_per_param(model: nn.Module, read_bytes: dict[int, int]) -> float:
+    """Bytes per parameter of the weights as the forward reads them (each tensor once):
+    `read_bytes[id(p)]` for a weight a low-precision GEMM reads, else its storage size.
+    Stacked expert weights passed to a grouped GEMM count at their storage size."""
+    params = list(model.parameters())
+    total = sum(read_bytes.get(id(p), p.numel() * p.element_size()) for p in params)
+    return total / max(1, sum(p.numel() for p in params))
+
+
 class AutocastPrecision(Precision):
     """Forward under torch.autocast(`compute_dtype`); AdamW moments in `cfg.moment_dtype`."""
 
     compute_dtype: ClassVar[torch.dtype] = torch.bfloat16
+    bytes_per_param: float | None = None  # of the weights as read, set by `count_bytes`
 
     def apply(self, model: nn.Module) -> nn.Module:
         check_master_weights(model)
+        self.count_bytes(model)
         return model
+
+    def count_bytes(self, model: nn.Module, read_bytes: dict[int, int] | None = None) -> None:
+        """Record the bytes per parameter the forward reads: plain nn.Linear weights in
+        `compute_dtype`, `read_bytes` (by id) for others; call again after swapping layers."""
+        size = torch.empty(0, dtype=self.compute_dtype).element_size()
+        linears = [m for m in model.modules() if type(m) is nn.Linear]
+        low = {id(m.weight): m.weight.numel() * size for m in linears}
+        self.bytes_per_param = weight_bytes_per_param(model, low | (read_bytes or {}))
 
     def autocast(self) -> contextlib.AbstractContextManager:
         return torch.autocast(self.device.type, dtype=self.compute_dtype)
@@ -81,4 +100,5 @@ class AutocastPrecision(Precision):
             "compute_dtype": str(self.compute_dtype).removeprefix("torch."),
             "master_dtype": "float32",
             "moment_dtype": self.cfg.moment_dtype,
+            "weight_bytes_per_param": self.bytes_per_param,
         }

@@ -63,6 +63,7 @@ class FP16(AutocastPrecision):
     def apply(self, model: nn.Module) -> nn.Module:
         super().apply(model)
         self.kept = keep_high_precision(model, self.cfg.skip)
+        self.count_bytes(model)  # kept Linears now read their fp32 weights
         if self.cfg.skip and not self.kept:
             warnings.warn(
                 f"fp16: no nn.Linear matches train.precision.skip {list(self.cfg.skip)}",

@@ -131,6 +131,12 @@ def skipped(name: str, parent: nn.Module, patterns: tuple[str, ...]) -> bool:
     return isinstance(parent, Router) or any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
+def _fprop_weight_bytes(recipe: Recipe, weight: torch.Tensor) -> int:
+    """Bytes of a weight as the Fprop GEMM reads it: E4M3 codes plus fp32 scales."""
+    q, s, _ = recipe.weight(weight.detach().contiguous())
+    return q.numel() * q.element_size() + s.numel() * 4
+
+
 @register("precision", "fp8_block")
 class FP8Block(AutocastPrecision):
     @dataclass(frozen=True, kw_only=True)
@@ -210,6 +216,7 @@ class FP8Block(AutocastPrecision):
             stats=self.stats,
             stats_every=cfg.stats_every,
         )
+        read: dict[int, int] = {}  # FP8 weights: bytes of their Fprop codes and scales
         for parent_name, parent in list(model.named_modules()):
             for child_name, child in list(parent.named_children()):
                 name = f"{parent_name}.{child_name}" if parent_name else child_name
@@ -224,6 +231,8 @@ class FP8Block(AutocastPrecision):
                     fp8 = FP8Linear(child, recipe.ops, scale_fmt=None, recipe=recipe, **common)
                     setattr(parent, child_name, fp8)
                     self.fp8_layers.append(name)
+                    read[id(child.weight)] = _fprop_weight_bytes(recipe, child.weight)
+        self.count_bytes(model, read)
         if self.skipped_layers or not self.fp8_layers:
             warnings.warn(
                 f"fp8_block: {len(self.fp8_layers)} Linear layer(s) and {len(self.fp8_grouped)} "

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from ablate.core.checkpoint import read_checkpoint
 from ablate.core.config import load_config
@@ -198,3 +199,19 @@ def test_resume_restores_the_loss_scale(tmp_path):
     rows = _rows(straight)
     assert rows[5]["loss_scale"] == 2 * 65536.0  # in the checkpoint at step 6
     assert rows[-1]["num_skipped_steps"] >= 1
+
+
+def test_weight_bytes_per_param_as_read():
+    """Linear weights read in 16 bits count 2 bytes (the tied head's too), the rest 4; a kept
+    Linear reads fp32."""
+    plain = Transformer(tiny_model_config())
+    linears = {id(m.weight): m.weight.numel() for m in plain.modules() if type(m) is nn.Linear}
+    total = sum(p.numel() for p in plain.parameters())
+    low = sum(linears.values())
+    prec = FP16(FP16.Config(), CPU)
+    prec.apply(plain)
+    assert prec.summary()["weight_bytes_per_param"] == (2 * low + 4 * (total - low)) / total
+    kept = FP16(FP16.Config(skip=("head",)), CPU)
+    model = kept.apply(Transformer(tiny_model_config()))
+    head = model.head.weight.numel()
+    assert kept.bytes_per_param == (2 * (low - head) + 4 * (total - low + head)) / total
