@@ -5,13 +5,19 @@ fp16's range, the gradients divided by S before clipping.
 
 Dynamic scaling as in torch.amp.GradScaler: a step whose gradients hold an inf or nan is
 skipped (no optimizer step) and S is multiplied by `backoff_factor`; after `growth_interval`
-steps in a row without one, S is multiplied by `growth_factor`. On CPU, autocast runs the
-eligible ops (matmuls) in real float16, as `bf16` runs them in bfloat16. The scale, the steps
-skipped and the growth counter are checkpointed, so a resumed run continues bit-identically.
+steps in a row without one, S is multiplied by `growth_factor`. The scale, the steps skipped
+and the growth counter are checkpointed, so a resumed run continues bit-identically.
+
+Backends: `autocast` runs autocast's eligible ops (matmuls, attention) in real float16, as
+`bf16` runs them in bfloat16; `emulation` (the CPU default: torch's fp16 matmul there is ~10x
+slower than fp32) rounds the operands and results of every swapped Linear's three GEMMs to
+float16 with fp32 sums (`ablate.nn.fp16_emulation`), and runs everything else in fp32,
+attention core included.
 """
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -19,7 +25,13 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from ablate.nn.mixed_precision import AutocastConfig, AutocastPrecision, keep_high_precision
+from ablate.nn.fp16_emulation import emulate_fp16
+from ablate.nn.mixed_precision import (
+    AutocastConfig,
+    AutocastPrecision,
+    keep_high_precision,
+    weight_bytes_per_param,
+)
 from ablate.registry import register
 
 
@@ -37,6 +49,8 @@ class FP16(AutocastPrecision):
         # fnmatch patterns on dotted names of nn.Linears computed in fp32 (autocast off), e.g.
         # ("head", "*.head", "*gate*"); none by default: the same ops as `bf16` in 16 bits
         skip: tuple[str, ...] = ()
+        # auto: autocast on CUDA, emulation elsewhere (see the module docstring)
+        backend: Literal["auto", "autocast", "emulation"] = "auto"
 
         def check(self, root) -> None:
             key = "train.precision"
@@ -59,17 +73,26 @@ class FP16(AutocastPrecision):
         self.growth_tracker = 0  # clean steps since the last growth or backoff
         self.num_skipped = 0  # optimizer steps skipped on overflow
         self.kept: list[str] = []
+        auto = "autocast" if device.type == "cuda" else "emulation"
+        self.backend = auto if cfg.backend == "auto" else cfg.backend
 
     def apply(self, model: nn.Module) -> nn.Module:
         super().apply(model)
-        self.kept = keep_high_precision(model, self.cfg.skip)
-        self.count_bytes(model)  # kept Linears now read their fp32 weights
+        if self.backend == "autocast":
+            self.kept = keep_high_precision(model, self.cfg.skip)
+            self.count_bytes(model)  # kept Linears now read their fp32 weights
+        else:
+            self.kept, read = emulate_fp16(model, self.cfg.skip)  # kept: plain fp32 Linears
+            self.bytes_per_param = weight_bytes_per_param(model, read)
         if self.cfg.skip and not self.kept:
             warnings.warn(
                 f"fp16: no nn.Linear matches train.precision.skip {list(self.cfg.skip)}",
                 stacklevel=2,
             )
         return model
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        return super().autocast() if self.backend == "autocast" else contextlib.nullcontext()
 
     def scale_loss(self, loss: torch.Tensor) -> torch.Tensor:
         return loss * self.scale
@@ -111,6 +134,7 @@ class FP16(AutocastPrecision):
     def summary(self) -> dict[str, Any]:
         return {
             **super().summary(),
+            "backend": "torch_autocast" if self.backend == "autocast" else "emulation",
             "format": "float16",
             "loss_scale": self.scale,
             "num_skipped_steps": self.num_skipped,
