@@ -16,6 +16,7 @@ from typing import Any
 from ablate.core.fsio import atomic_write_text
 from ablate.report import stats
 from ablate.report.charts import charts
+from ablate.report.formats import format_ladder
 from ablate.report.ladder import COMPUTE_KEY, ladder_of, ladder_section
 from ablate.report.speed import load_speed, not_measured, speed_section
 from ablate.report.table import SHOWN_METRICS, ablation_table, metric, precision_table, shown_arms
@@ -195,6 +196,7 @@ def render(run_dir: str | Path, out_dir: str | Path, title: str = "") -> Path:
         speed=speed_section(bench, arms, baselines(meta, arms), ids),
         bench_command=not_measured(meta.get("sweep_path", "")),
         precision=precision_table(meta, trials),
+        formats=format_ladder(meta, trials),
         charts=charts(meta, trials, bench),
         problems=problems,
         trials=trials,

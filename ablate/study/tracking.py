@@ -77,7 +77,9 @@ def run_tags(cfg: dict[str, Any], arm: str, seed: int) -> list[str]:
     return [t[:64] for t in dict.fromkeys([*tags, f"seed={seed}"])]  # W&B's tag limit
 
 
-def _cell(text: str) -> float | str:
+def _cell(text: str) -> float | str | None:
+    if text == "":  # a metric only some arms record (e.g. a loss scale): missing, not a string
+        return None
     try:
         return float(text)
     except ValueError:
