@@ -4,6 +4,7 @@ Left out: operational settings, which change what is recorded or when, never a r
 training loop reads no evaluation, log or checkpoint: there is no early stopping), and
 records (`notes`, `tracking`). Normalised: `train.device: auto` becomes the device it resolves
 to; an explicit `model.vocab_size` equal to the tokenizer's becomes 0 (taken from the tokenizer).
+A `train.init_from` path adds its weights' sha256, a `trial:<id>` reference that id.
 Added: the fingerprint of the data actually used (`data`: the corpus content hash, the hash of
 the token ids, so of the tokenizer's vocabulary, and the vocabulary size) and of out-of-tree
 code (`code`). The data fingerprint needs the corpus: it is loaded once per distinct data
@@ -84,7 +85,11 @@ def identity(d: dict, code: dict[str, str]) -> dict[str, Any]:
     d["train"]["device"] = resolved_device(d["train"]["device"])
     d["train"]["threads"] = d["train"]["threads"] or 1
     init_from = d["train"].pop("init_from", "")  # absent when unset: ids stay as they were
-    if init_from:
+    if init_from.startswith("trial:"):  # another trial's id (ablate.core.stages): its files
+        from ablate.core.stages import ref_id  # do not exist before it runs
+
+        d["init_trial"] = ref_id(init_from)
+    elif init_from:
         from ablate.interop.convert import weights_fingerprint
 
         d["init_fingerprint"] = weights_fingerprint(init_from)

@@ -28,6 +28,7 @@ from ablate.core.evaluate import collect_metrics, evaluate, final_metrics
 from ablate.core.fsio import atomic_write_text
 from ablate.core.interrupt import InterruptFlag
 from ablate.core.quant_eval import weight_quant_summary
+from ablate.core.stages import init_record
 from ablate.core.trial import Callback, Trial, setup
 from ablate.posttrain.stage import run_post
 
@@ -283,6 +284,7 @@ def _summary(run: Trial, prog: _Progress, final: dict, t_start: float) -> dict[s
         "peak_mem_mb": _peak_mem_mb(run.device),
         "wall_s": time.perf_counter() - t_start,
         "resumed_from": prog.start,
+        **init_record(run.out),  # another trial's weights it started from: id, path, sha256
         "device": str(run.device),
         "vocab_size": model.cfg.vocab_size,
         "metrics": {**prog.last_metrics, **last_eval, **final},

@@ -42,8 +42,14 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": other, "weight_decay": 0.0}]
 
 
-def build(cfg: Config, device: torch.device):
-    """Corpus, model (vocab filled from the tokenizer, precision applied) and precision."""
+def build(cfg: Config, device: torch.device, trial_dir: Path | None = None):
+    """Corpus, model (vocab filled from the tokenizer, precision applied) and precision.
+
+    `trial_dir`: the trial's own directory. A `trial:<id>` reference in `train.init_from`
+    resolves against it (`ablate.core.stages`), and what was loaded is recorded there; without
+    it such a reference is not loaded (for callers that load the trial's own weights next, or
+    only time steps).
+    """
     corpus = data_mod.load_corpus(cfg.data)
     mcfg = cfg.model
     if mcfg.vocab_size == 0:
@@ -56,12 +62,24 @@ def build(cfg: Config, device: torch.device):
     torch.manual_seed(cfg.train.seed)
     model = Transformer(mcfg).to(device)
     if cfg.train.init_from:  # after the seed's init, so the RNG stream is the same either way
-        from ablate.interop.convert import init_weights
-
-        init_weights(model, cfg.train.init_from)
+        _init_from(model, cfg.train.init_from, trial_dir)
     precision = registry.build(cfg.train.precision, device)
     model = precision.apply(model)
     return corpus, model, precision
+
+
+def _init_from(model: Transformer, value: str, trial_dir: Path | None) -> None:
+    """Load `train.init_from`: another trial's final weights (recorded) or a checkpoint path."""
+    from ablate.core import stages
+
+    if not stages.is_ref(value):
+        from ablate.interop.convert import init_weights
+
+        init_weights(model, value)
+    elif trial_dir is not None:
+        record = stages.load_weights(model, value, trial_dir)
+        trial_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(trial_dir / stages.RECORD, json.dumps(record, indent=2) + "\n")
 
 
 @dataclass
@@ -125,7 +143,7 @@ def setup(cfg: Config, out: Path, callbacks: Sequence[Callback] = ()) -> Trial:
     ranks = distributed.init(tc.distributed, cfg.data.batch_size, device)
     device = distributed.rank_device(device, ranks)
     random.seed(tc.seed)
-    corpus, model, precision = build(cfg, device)
+    corpus, model, precision = build(cfg, device, out)
     forward = distributed.wrap(model, ranks, device)  # FSDP: the optimizer gets the shards
     opt = precision.build_optimizer(
         param_groups(model, tc.weight_decay), lr=tc.lr, betas=(tc.beta1, tc.beta2)
