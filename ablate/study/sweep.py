@@ -10,7 +10,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,30 +30,10 @@ from ablate.study.arms import expand_arms, mapping, nest
 from ablate.study.claims import equivalence, paper
 from ablate.study.ladder import expand_ladder
 from ablate.study.speed_spec import BenchSpec, bench_spec
+from ablate.study.stage_spec import Stages, placeholder_ids, stage_spec
+from ablate.study.sweep_keys import DEFAULT_MAX_ATTEMPTS, budget_of, integer, read_spec
 from ablate.study.tune_spec import tune_spec
 
-TOP_KEYS = (
-    "name",
-    "base",
-    "seeds",
-    "budget",
-    "baseline",
-    "overrides",
-    "plugins",
-    "tracking",
-    "report",
-    "max_attempts",
-    "grid",
-    "zip",
-    "arms",
-    "equivalence",
-    "paper",
-    "tune",
-    "bench",
-    "ladder",
-)
-DEFAULT_MAX_ATTEMPTS = 2  # a failed trial is started at most this many times in total
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # sweep names become directory names
 _SOURCE_MARK = "sweep::"  # layer sources we add, so validation errors map back to sweep keys
 
 
@@ -65,6 +44,8 @@ class Trial:
     overrides: dict[str, Any]  # the arm's dotted-key overrides (without budget / seed)
     cfg: Config
     trial_id: str  # config_hash(cfg)
+    parent: str = ""  # trial id of the `from:` arm's same-seed trial it starts from
+    after: tuple[str, ...] = ()  # trial ids it waits for (parent and `${trial:ARM}` references)
 
 
 @dataclass(frozen=True)
@@ -86,6 +67,7 @@ class Sweep:
     paper: dict[str, dict[str, Any]] = field(default_factory=dict)  # arm -> {value, source}
     tune: dict[str, Any] = field(default_factory=dict)  # validated `tune:` (study.tune_spec)
     bench: BenchSpec = BenchSpec()  # the `bench:` section (study.speed): speed measurement
+    stages: Stages = Stages()  # `from:` and `${trial:ARM}` between arms (study.stage_spec)
 
     @property
     def run_dir(self) -> Path:
@@ -104,43 +86,6 @@ class Sweep:
         """Hash of what defines the results: every (arm, seed) and its trial id."""
         keys = sorted((t.arm, t.seed, t.trial_id) for t in self.trials)
         return hashlib.sha256(json.dumps(keys).encode()).hexdigest()[:16]
-
-
-def _int(value: Any, src: str, key: str, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(src, key, f"expected an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _read_spec(path: Path) -> tuple[dict, str]:
-    from ablate.core.config import read_yaml
-
-    spec = read_yaml(path)
-    src = str(path)
-    for key in spec:
-        if key not in TOP_KEYS:
-            raise ConfigError(
-                src, str(key), "unknown sweep key", difflib.get_close_matches(str(key), TOP_KEYS)
-            )
-    for key in ("name", "base", "seeds", "budget", "baseline"):
-        if key not in spec:
-            raise ConfigError(src, key, "required sweep key is missing")
-    if not isinstance(spec["name"], str) or not _NAME_RE.match(spec["name"]):
-        raise ConfigError(
-            src,
-            "name",
-            "must be letters, digits, '_', '-' or '.' (it names "
-            f"runs/<name>/), got {spec['name']!r}",
-        )
-    return spec, src
-
-
-def _budget(spec: dict, src: str) -> dict[str, int]:
-    budget = mapping(spec["budget"], src, "budget")
-    if len(budget) != 1 or next(iter(budget)) not in ("steps", "tokens"):
-        raise ConfigError(src, "budget", f"expected {{steps: N}} or {{tokens: N}}, got {budget!r}")
-    kind, value = next(iter(budget.items()))
-    return {kind: _int(value, src, f"budget.{kind}", minimum=1)}
 
 
 def _resolve(
@@ -195,7 +140,7 @@ def load_sweep(
     `check_data`: also run the preflight on every arm (`ablate run` and `--dry-run` do).
     """
     path = Path(path)
-    spec, src = _read_spec(path)
+    spec, src = read_spec(path)
     cli = tuple(cli_overrides)
     if not isinstance(spec["base"], str):
         raise ConfigError(src, "base", "must be a path to a YAML file (relative to the sweep)")
@@ -204,11 +149,11 @@ def load_sweep(
     seeds = spec["seeds"]
     if not isinstance(seeds, list) or not seeds:
         raise ConfigError(src, "seeds", f"expected a non-empty list of integers, got {seeds!r}")
-    seeds = tuple(_int(s, src, f"seeds[{i}]") for i, s in enumerate(seeds))
+    seeds = tuple(integer(s, src, f"seeds[{i}]") for i, s in enumerate(seeds))
     if len(set(seeds)) != len(seeds):
         raise ConfigError(src, "seeds", f"duplicate seeds in {list(seeds)}")
-    budget = _budget(spec, src)
-    max_attempts = _int(spec.get("max_attempts", DEFAULT_MAX_ATTEMPTS), src, "max_attempts", 1)
+    budget = budget_of(spec, src)
+    max_attempts = integer(spec.get("max_attempts", DEFAULT_MAX_ATTEMPTS), src, "max_attempts", 1)
     overrides = mapping(spec.get("overrides"), src, "overrides")
     common: list[tuple[str, dict]] = [("overrides", nest(overrides, src, "overrides."))]
     plugins = spec.get("plugins") or []
@@ -227,11 +172,17 @@ def load_sweep(
                 difflib.get_close_matches(str(key), ("dir", "title")),
             )
     arms, where, ladder = expand_ladder(spec, src, *expand_arms(spec, src))
+    cells = ladder.cells() if ladder else {}  # a reference means its arm at the same rung
+    rename = (lambda n, a: ladder.name(n, cells[a][1]) if n not in arms else n) if ladder else None
+    arms, stages = stage_spec(arms, where, src, rename)
     baseline = ladder.name(ladder.baseline, ladder.rungs[0]) if ladder else spec["baseline"]
     steps_by_arm: dict[str, int] = {}
     for arm, overrides in arms.items():
+        overrides = stages.overrides(arm, overrides, placeholder_ids)
         layers = [*common, ("arm", nest(overrides, src, f"arms.{arm}."))]
         cfg = _resolve(base, layers, cli, src, where[arm], arm, check_data)
+        if _own_steps(stages, arm, overrides):
+            continue
         if "steps" in budget:
             steps_by_arm[arm] = budget["steps"]
         else:
@@ -254,16 +205,21 @@ def load_sweep(
     steps = next(iter(steps_by_arm.values()))
     if steps < 1:
         raise ConfigError(src, "budget.tokens", f"{budget['tokens']} tokens is less than one step")
-    trials, seen = [], {}
-    for arm, overrides in arms.items():
+    trials, seen, ids = [], {}, {}
+    for arm in stages.order:  # a trial after the trials it starts from or references
         for seed in seeds:
+            overrides = stages.overrides(arm, arms[arm], lambda a, s=seed: ids[(a, s)])
+            own = {"seed": seed} | ({} if _own_steps(stages, arm, overrides) else {"steps": steps})
             layers = [
                 *common,
                 ("arm", nest(overrides, src, f"arms.{arm}.")),
-                ("budget", {"train": {"steps": steps, "seed": seed}}),
+                ("budget", {"train": own}),
             ]
             cfg = _resolve(base, layers, cli, src, where[arm], arm)
-            trial = Trial(arm, seed, dict(overrides), cfg, config_hash(cfg))
+            after = tuple(ids[(a, seed)] for a in stages.deps(arm))
+            parent = ids[(stages.parents[arm], seed)] if arm in stages.parents else ""
+            trial = Trial(arm, seed, dict(arms[arm]), cfg, config_hash(cfg), parent, after)
+            ids[(arm, seed)] = trial.trial_id
             if trial.trial_id in seen:
                 other = seen[trial.trial_id]
                 diff = ", ".join(differing_keys(to_dict(cfg), to_dict(other.cfg)))
@@ -277,6 +233,10 @@ def load_sweep(
             seen[trial.trial_id] = trial
             trials.append(trial)
     claims = {"equivalence": equivalence(spec, src), "paper": paper(spec, src, arms)}
+    if stages.parents or stages.refs:
+        claims["stages"] = stages.as_meta()
+        if spec.get("tune") is not None:
+            raise ConfigError(src, "tune", "a sweep with stages (from:, ${trial:...}) cannot tune")
     return Sweep(
         name=spec["name"],
         path=path,
@@ -296,4 +256,10 @@ def load_sweep(
         paper=claims["paper"],
         tune=tune_spec(spec.get("tune"), src, seeds),
         bench=bench_spec(spec.get("bench"), src),
+        stages=stages,
     )
+
+
+def _own_steps(stages: Stages, arm: str, overrides: dict) -> bool:
+    """A `from:` arm that sets `train.steps` trains that many steps, not the budget."""
+    return arm in stages.parents and "train.steps" in overrides
