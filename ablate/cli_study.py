@@ -11,9 +11,10 @@ import sys
 def cmd_run(args: argparse.Namespace) -> int:
     from ablate.core.fsio import check_writable
     from ablate.report.html import render
-    from ablate.study.launch import changed_finished, format_table, run_sweep, trial_table
+    from ablate.study.launch import run_sweep
     from ablate.study.sweep import load_sweep
     from ablate.study.tracking import log_report
+    from ablate.study.trial_table import changed_finished, format_table, trial_table
 
     # validates every trial, its data and its memory estimate; writes nothing
     sweep = load_sweep(args.sweep, args.overrides, check_data=True)
@@ -23,7 +24,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         rows = trial_table(sweep)
         for r in rows:
             r["overrides"] = " ".join(f"{k}={v}" for k, v in r["overrides"].items())
-        print(format_table(rows, ["arm", "seed", "trial_id", "state", "overrides"]))
+        after = ["after"] if any(r["after"] for r in rows) else []  # stages: what runs first
+        print(format_table(rows, ["arm", "seed", "trial_id", "state", *after, "overrides"]))
         for note in sweep.notes:  # fields a component switch dropped
             print(f"note: {note}", file=sys.stderr)
         if changed := changed_finished(sweep):
@@ -77,10 +79,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from ablate.study.launch import counts, format_table, ledger_path
     from ablate.study.ledger import Ledger
     from ablate.study.progress import FINISHED, format_duration, sweep_eta, sweep_line
     from ablate.study.sweep import load_sweep
+    from ablate.study.trial_table import counts, format_table, ledger_path
 
     sweep = load_sweep(args.sweep)
     ledger = Ledger(ledger_path(sweep), readonly=True)

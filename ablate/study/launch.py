@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any, TextIO
@@ -27,19 +28,9 @@ from ablate.study.ledger import Ledger
 from ablate.study.progress import TrialProgress, sweep_line
 from ablate.study.sweep import Sweep
 from ablate.study.tracking import SUMMARY_KEYS, TrackingHealth, WandbCallback
+from ablate.study.trial_table import LEDGER, counts, ledger_path  # noqa: F401 (re-exported)
 
-LEDGER = "ledger.sqlite"
-STATE_ORDER = ("done", "diverged", "failed", "running", "pending")
-
-
-def ledger_path(sweep: Sweep) -> Path:
-    """`runs/<name>/ledger.sqlite`."""
-    return sweep.run_dir / LEDGER
-
-
-def counts(rows: list[dict]) -> dict[str, int]:
-    """Number of ledger rows per state."""
-    return {s: sum(r["state"] == s for r in rows) for s in STATE_ORDER}
+WAIT_POLL_S = 0.5  # how often a worker with nothing runnable looks for a finished parent
 
 
 class _Started:
@@ -64,7 +55,7 @@ def run_trial(
     trial = {t.trial_id: t for t in sweep.trials}[row["trial_id"]]  # claim() is limited to these
     trial_dir = Path(row["path"])
     rows = ledger.rows()
-    done = sum(r["state"] in ("done", "diverged", "failed") for r in rows)
+    done = sum(r["state"] in ("done", "diverged", "failed", "blocked") for r in rows)
     label = f"[{done}/{len(rows)}] {trial.arm} seed {trial.seed} ({trial.trial_id})"
     if row["attempts"] > 1:
         label += f" attempt {row['attempts']}"
@@ -149,7 +140,8 @@ def _finished_summary(trial_dir: Path, trial_id: str) -> dict | None:
 
 
 def loop(sweep: Sweep, stream: TextIO, stop=None) -> None:
-    """Claim and run trials until none is runnable or `stop` (an Event) is set."""
+    """Claim and run trials until none is runnable or `stop` (an Event) is set; while trials
+    wait for others that another worker runs, poll every `WAIT_POLL_S`."""
     ledger = Ledger(ledger_path(sweep))
     health = TrackingHealth()
     ids = [t.trial_id for t in sweep.trials]
@@ -157,7 +149,10 @@ def loop(sweep: Sweep, stream: TextIO, stop=None) -> None:
         while not (stop is not None and stop.is_set()):
             row = ledger.claim(sweep.max_attempts, trial_ids=ids)
             if row is None:
-                break
+                if not ledger.waiting(sweep.max_attempts, ids):
+                    break
+                stop.wait(WAIT_POLL_S) if stop is not None else time.sleep(WAIT_POLL_S)
+                continue
             run_trial(sweep, ledger, row, health, stream)
     finally:
         ledger.close()
@@ -210,7 +205,7 @@ def _run_held(
             f"--force: {len(changed)} finished trial(s) of the old spec are now inactive",
             file=stream,
         )
-    todo = [r for r in ledger.rows() if r["state"] not in ("done", "diverged")]
+    todo = [r for r in ledger.rows() if r["state"] not in ("done", "diverged", "blocked")]
     workers = workers or workers_mod.auto_workers(sweep, len(todo))
     where = f"{workers} worker{'s' if workers > 1 else ''}" if executor == "local" else executor
     print(
@@ -248,53 +243,3 @@ def _run_workers(sweep: Sweep, ledger: Ledger, workers: int, stream: TextIO, gpu
         raise
     for trial_id in ledger.reap():
         print(f"trial {trial_id}: worker died; marked failed", file=stream)
-
-
-def trial_table(sweep: Sweep) -> list[dict[str, Any]]:
-    """The trials with their ledger state (`new` if the ledger has no row); writes nothing."""
-    states: dict[str, dict] = {}
-    if ledger_path(sweep).exists():
-        ledger = Ledger(ledger_path(sweep), readonly=True)
-        states = {r["trial_id"]: r for r in ledger.rows(active_only=False)}
-        ledger.close()
-    out = []
-    for t in sweep.trials:
-        row = states.get(t.trial_id, {})
-        out.append(
-            {
-                "arm": t.arm,
-                "seed": t.seed,
-                "trial_id": t.trial_id,
-                "state": row.get("state", "new"),
-                "attempts": row.get("attempts", 0),
-                "overrides": t.overrides,
-            }
-        )
-    return out
-
-
-def changed_finished(sweep: Sweep) -> list[dict[str, Any]]:
-    """Finished ledger rows whose (arm, seed) now resolves to another trial (a changed spec)."""
-    if not ledger_path(sweep).exists():
-        return []
-    ledger = Ledger(ledger_path(sweep), readonly=True)
-    rows = ledger.rows()
-    ledger.close()
-    ids = {t.trial_id for t in sweep.trials}
-    keys = {(t.arm, t.seed) for t in sweep.trials}
-    return [
-        r
-        for r in rows
-        if r["state"] in ("done", "diverged")
-        and r["trial_id"] not in ids
-        and (r["arm"], r["seed"]) in keys
-    ]
-
-
-def format_table(rows: list[dict], columns: list[str]) -> str:
-    """Plain aligned text table."""
-    cells = [[str(r.get(c, "")) for c in columns] for r in rows]
-    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]
-    return "\n".join(lines)

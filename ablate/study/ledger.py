@@ -16,17 +16,19 @@ from pathlib import Path
 from typing import Any
 
 from ablate.core.fsio import StorageError
-from ablate.study import holders, ledger_db
+from ablate.study import holders, ledger_db, order
 from ablate.study.holders import SweepBusy, pid_alive
 
 __all__ = ["Ledger", "SpecChanged", "SweepBusy", "StorageError"]
 
-STATES = ("pending", "running", "done", "diverged", "failed")
+STATES = ("pending", "running", "done", "diverged", "failed", "blocked")
 FINISHED = ("done", "diverged")
 # Allowed state changes; running -> running is a resume after a killed run, running -> pending
-# gives back a trial stopped by Ctrl-C or a filesystem fault (it resumes from its checkpoint).
+# gives back a trial stopped by Ctrl-C or a filesystem fault (it resumes from its checkpoint);
+# pending <-> blocked: a trial it waits for can never be done, or can again (`order`).
 TRANSITIONS = {
-    "pending": {"running"},
+    "pending": {"running", "blocked"},
+    "blocked": {"pending"},
     "running": {"pending", "running", "done", "diverged", "failed"},
     "failed": {"running"},
     "done": set(),
@@ -110,7 +112,7 @@ class Ledger:
                 path = str(sweep.run_dir / "trials" / t.trial_id)
                 self.db.execute(
                     "INSERT INTO trials (trial_id, arm, seed, state, path, overrides, config, "
-                    "active, updated) VALUES (?, ?, ?, 'pending', ?, ?, ?, 1, ?) "
+                    "active, updated, waits_for) VALUES (?, ?, ?, 'pending', ?, ?, ?, 1, ?, ?) "
                     "ON CONFLICT(trial_id) DO UPDATE SET arm = excluded.arm, "
                     "seed = excluded.seed, active = 1",
                     (
@@ -121,6 +123,7 @@ class Ledger:
                         json.dumps(t.overrides, default=str),
                         json.dumps(to_dict(t.cfg)),
                         now,
+                        json.dumps(list(t.after)),
                     ),
                 )
             meta = {
@@ -147,7 +150,7 @@ class Ledger:
         out = []
         for r in self.db.execute(sql + " ORDER BY rowid"):
             d = dict(r)
-            for key in ("overrides", "config", "metrics"):
+            for key in ("overrides", "config", "metrics", "waits_for"):
                 d[key] = json.loads(d[key])
             out.append(d)
         return out
@@ -164,13 +167,17 @@ class Ledger:
         """Atomically take the next runnable trial and mark it `running` by this process.
 
         Runnable: `pending`; `running` whose process is gone (resumed from its checkpoint);
-        `failed` with fewer than `max_attempts` attempts, unless it failed deterministically.
-        Returns the row or None.
+        `failed` with fewer than `max_attempts` attempts, unless it failed deterministically;
+        and in each case every trial it waits for `done` (`order`; a trial that waits for one
+        that can never be done becomes `blocked`). Returns the row or None.
         """
         with self._write():
+            gates = self._gate(max_attempts)
             rows = self.db.execute("SELECT * FROM trials WHERE active = 1 ORDER BY rowid")
             for r in rows.fetchall():
                 if trial_ids is not None and r["trial_id"] not in trial_ids:
+                    continue
+                if r["trial_id"] in gates:
                     continue
                 runnable = (
                     r["state"] == "pending"
@@ -191,6 +198,27 @@ class Ledger:
                     )
                     return self.get(r["trial_id"])
         return None
+
+    def _gate(self, max_attempts: int) -> dict[str, tuple[str, str]]:
+        """Block or unblock the rows by `order.gates` (in a write transaction); the gates."""
+        rows = [dict(r) for r in self.db.execute("SELECT * FROM trials WHERE active = 1")]
+        for r in rows:
+            r["waits_for"] = json.loads(r["waits_for"])
+        gates = order.gates(rows, max_attempts)
+        for r in rows:
+            kind, reason = gates.get(r["trial_id"], ("", ""))
+            if r["state"] == "pending" and kind == order.BLOCK:
+                self._set(r["trial_id"], "pending", "blocked", reason=reason)
+            elif r["state"] == "blocked" and kind != order.BLOCK:
+                self._set(r["trial_id"], "blocked", "pending", reason="")
+        return gates
+
+    def waiting(self, max_attempts: int, trial_ids: list[str] | None = None) -> int:
+        """Trials (of `trial_ids`) that wait for another trial that may still be done."""
+        with self._write():
+            gates = self._gate(max_attempts)
+        ids = gates if trial_ids is None else trial_ids
+        return sum(gates.get(t, ("",))[0] == order.WAIT for t in ids)
 
     def finish(
         self,

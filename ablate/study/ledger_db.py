@@ -23,7 +23,8 @@ CREATE TABLE IF NOT EXISTS trials (
     state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, path TEXT NOT NULL,
     overrides TEXT NOT NULL, config TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '',
     metrics TEXT NOT NULL DEFAULT '{}', active INTEGER NOT NULL DEFAULT 1,
-    pid INTEGER, updated REAL NOT NULL, no_retry INTEGER NOT NULL DEFAULT 0);
+    pid INTEGER, updated REAL NOT NULL, no_retry INTEGER NOT NULL DEFAULT 0,
+    waits_for TEXT NOT NULL DEFAULT '[]');
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
     + holders.SCHEMA
@@ -73,6 +74,8 @@ def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
             cols = {r["name"] for r in db.execute("PRAGMA table_info(trials)")}
             if "no_retry" not in cols:  # ledgers written before deterministic failures
                 db.execute("ALTER TABLE trials ADD COLUMN no_retry INTEGER NOT NULL DEFAULT 0")
+            if "waits_for" not in cols:  # ledgers written before stages (ablate.study.order)
+                db.execute("ALTER TABLE trials ADD COLUMN waits_for TEXT NOT NULL DEFAULT '[]'")
     except sqlite3.Error as e:
         if db is not None:
             db.close()  # a connection opened read-only would keep the file read-only to us

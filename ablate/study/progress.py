@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Any
 
-FINISHED = ("done", "diverged", "failed")
+FINISHED = ("done", "diverged", "failed", "blocked")  # blocked: will not run (ablate.study.order)
 
 
 def format_duration(seconds: float) -> str:
