@@ -183,7 +183,7 @@ def render(run_dir: str | Path, out_dir: str | Path, title: str = "") -> Path:
         loader=FileSystemLoader(Path(__file__).parent / "templates"),
         autoescape=select_autoescape(default=True, default_for_string=True),
     )
-    problems = [t for t in trials if t["state"] in ("diverged", "failed")]
+    problems = [t for t in trials if t["state"] in ("diverged", "failed", "blocked")]
     bench = load_speed(run_dir)  # the controlled speed measurement, when `ablate bench` ran
     arms = shown_arms(meta, trials)
     ids = {a: {t.get("trial_id") for t in trials if t["arm"] == a} for a in arms}
@@ -205,7 +205,7 @@ def render(run_dir: str | Path, out_dir: str | Path, title: str = "") -> Path:
         confidence=stats.CONFIDENCE,
         counts={
             s: sum(t["state"] == s for t in trials)
-            for s in ("done", "diverged", "failed", "running", "pending")
+            for s in ("done", "diverged", "failed", "blocked", "running", "pending")
         },
     )
     path = out / "index.html"

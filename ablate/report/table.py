@@ -162,6 +162,17 @@ def _versus_baseline(row: dict, cmp: stats.Paired) -> None:
         row["gap"] += f" [{lo:+.2g}, {hi:+.2g}]"
 
 
+def _named_refs(flat: dict[str, Any], trials: list[dict]) -> dict[str, Any]:
+    """A `trial:<id>` value (one seed's trial, `ablate.core.stages`) as the arm it names."""
+    arm_of = {t.get("trial_id"): t["arm"] for t in trials}
+    return {
+        k: f"${{trial:{arm_of.get(v[6:], v[6:])}}}"
+        if isinstance(v, str) and v.startswith("trial:")
+        else v
+        for k, v in flat.items()
+    }
+
+
 def _arm_row(
     arm: str, trials: list[dict], seeds: tuple[int, ...], cols: dict[str, list], flat: dict
 ) -> dict[str, Any]:
@@ -204,7 +215,7 @@ def ablation_table(meta: dict, trials: list[dict], bench: dict | None = None) ->
     cfgs = {a: by_arm[a][0]["config"] for a in arms}
     slots = {a: _slots(cfgs[a]) for a in arms}
     comp_cols = _component_cols(slots)
-    flat = {a: flatten(cfgs[a]) for a in arms}
+    flat = {a: _named_refs(flatten(cfgs[a]), trials) for a in arms}
     cols = {
         "values": _value_keys(flat, {p for s in slots.values() for p in s}, trials),
         "metrics": _metric_keys(trials),
@@ -220,6 +231,7 @@ def ablation_table(meta: dict, trials: list[dict], bench: dict | None = None) ->
         claims.get("equivalence"),
     )
     paper = claims.get("paper") or {}
+    parents = (claims.get("stages") or {}).get("from", {})  # stage arm -> the arm it starts from
     rows = []
     for a in arms:
         # every column of a row over one seed set: those both this arm and the baseline finished
@@ -233,6 +245,7 @@ def ablation_table(meta: dict, trials: list[dict], bench: dict | None = None) ->
         row["baseline"] = cmp is None
         row["components"] = [slots[a].get(path) == n for _, path, n in comp_cols]
         row["paper"] = f"{paper[a]['value']} ({paper[a]['source']})" if a in paper else ""
+        row["stage"] = f"from: {parents[a]}" if a in parents else ""
         if cmp is None:
             row["delta"], row["verdict"], row["verdict_word"] = "baseline", "baseline", "baseline"
         else:
