@@ -34,6 +34,7 @@ class PostContext:
     opt: torch.optim.Optimizer | None = None  # the current stage's optimizer (runner-owned)
     stage_cfg: Any = None  # the current stage's config (schedule, clipping)
     extra: dict[str, Any] = field(default_factory=dict)
+    trial_dir: Any = None  # the trial's directory: `trial:<id>` values resolve beside it
 
     @classmethod
     def build(cls, cfg: Any, model: nn.Module, tokenizer, device, precision) -> PostContext:

@@ -8,7 +8,6 @@ stage trains on the same samples. Batches are drawn with replacement, seeded by 
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -70,17 +69,21 @@ class Pool:
 
 
 def load_sampler(trial: str, ctx: PostContext) -> nn.Module:
-    """The final model of a trial directory (post-trained weights when it has them), eval mode.
+    """The final model of a trial directory or `trial:<id>` reference (post-trained weights
+    when it has them), eval mode.
 
     Raises:
         ValueError: no such trial, or its tokenizer is not the student's (ids would differ).
     """
+    from ablate.core import stages
     from ablate.core.config import load_config
     from ablate.core.trial import build
     from ablate.interop.convert import trial_weights
     from ablate.posttrain.stage import final_weights
 
-    root = Path(trial).expanduser()
+    if stages.is_ref(trial) and ctx.trial_dir is None:
+        raise ValueError(f"teacher={trial}: a trial reference needs the student's trial directory")
+    root = stages.resolve_dir(trial, ctx.trial_dir or ".", key="teacher")  # a path: unchanged
     if not (root / "config.yaml").is_file():
         raise ValueError(f"teacher={trial}: no trial directory (config.yaml) there")
     cfg = load_config(root / "config.yaml")

@@ -93,6 +93,7 @@ def run_post(run: Trial, interrupted: Any = None, resume: bool = True) -> dict[s
     if not resume:
         (run.out / POST_CHECKPOINT).unlink(missing_ok=True)
     ctx = PostContext.build(run.cfg, run.model, run.corpus.tokenizer, run.device, run.precision)
+    ctx.trial_dir = run.out  # for references to other trials (ablate.core.stages)
     if not (run.out / CHECKPOINT).exists():
         run.save(tc.steps)  # no pre-training (train.steps 0): the starting weights, kept
     state = _load(run)

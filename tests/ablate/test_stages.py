@@ -75,3 +75,21 @@ def test_weights_that_do_not_fit_name_the_key(tmp_path):
     wider = load_config(TINY, [*SMALL, "model.dim=48", f"train.init_from={ref}"])
     with pytest.raises(ValueError, match=r"train.init_from=trial:.*do not fit the model"):
         build(wider, torch.device("cpu"), tmp_path / "trials" / "x")
+
+
+def test_a_teacher_reference_loads_the_referenced_trial(tmp_path):
+    from types import SimpleNamespace
+
+    from ablate.core.data import load_corpus
+    from ablate.posttrain.pool import load_sampler
+
+    parent_cfg, parent_dir = _parent(tmp_path)
+    ref = stages.make_ref(config_hash(parent_cfg))
+    tokenizer = load_corpus(parent_cfg.data).tokenizer
+    ctx = SimpleNamespace(device=torch.device("cpu"), tokenizer=tokenizer, trial_dir=None)
+    with pytest.raises(ValueError, match="needs the student's trial directory"):
+        load_sampler(ref, ctx)
+    ctx.trial_dir = tmp_path / "trials" / ("e" * 12)
+    teacher = load_sampler(ref, ctx)
+    want = stages.final_weights(parent_dir)
+    assert all(torch.equal(t, want[k]) for k, t in teacher.state_dict().items())
