@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ablate import registry
+from ablate.core.eval_config import EvalConfig
 from ablate.core.fingerprint import code_fingerprints
 from ablate.core.layers import (
     ConfigError,
@@ -27,7 +28,6 @@ from ablate.core.layers import (
     read_yaml,
     resolve,
 )
-from ablate.core.quant_eval import EvalConfig
 from ablate.core.scale import apply_scale
 from ablate.core.slots import merge_layers, slot, slot_list, switch_slots
 from ablate.core.validate import build_dataclass, check

@@ -17,36 +17,13 @@ import contextlib
 import fnmatch
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 
+from ablate.core.eval_config import SKIP_DEFAULT, EvalConfig  # noqa: F401 (re-export)
 from ablate.nn import weight_quant as wq
-
-SKIP_DEFAULT = ("*emb*", "head.*", "*.head.*", "*gate*", "*router*", "*norm*")
-
-
-@dataclass(frozen=True, kw_only=True)
-class EvalConfig:
-    # post-training weight-only formats evaluated after training, each on the same weights:
-    # int8 per output channel (amax/127), int4 group-wise symmetric (amax/7); () = none
-    weight_quant: tuple[Literal["int8", "int4"], ...] = ()
-    # fnmatch patterns on dotted parameter names left unquantized (embedding, head, router
-    # gate, norms); a tied weight is skipped when any of its names matches
-    weight_quant_skip: tuple[str, ...] = SKIP_DEFAULT
-    int4_group_size: int = wq.INT4_GROUP  # input features per INT4 scale
-
-    def check(self, root: Any) -> None:
-        if len(set(self.weight_quant)) != len(self.weight_quant):
-            raise ValueError(f"eval.weight_quant={list(self.weight_quant)}: a format twice")
-        if self.int4_group_size < 1:
-            raise ValueError(f"eval.int4_group_size={self.int4_group_size}: must be >= 1")
-        if any(not p for p in self.weight_quant_skip):
-            raise ValueError("eval.weight_quant_skip patterns must be non-empty strings")
-        if self.weight_quant and root.train.distributed == "fsdp":  # rows would be shards
-            raise ValueError("eval.weight_quant needs whole weights: train.distributed != fsdp")
 
 
 def selected(model: nn.Module, skip: tuple[str, ...]) -> list[tuple[str, nn.Parameter]]:

@@ -125,3 +125,9 @@ def test_trial_reports_each_format_paired(tmp_path):
     again = train(cfg, tmp_path)  # resumes at the end: evaluates the restored weights again
     assert again["val_loss"] == summary["val_loss"]
     assert again["weight_quant"]["int4"]["val_loss"] == wq_sum["int4"]["val_loss"]
+
+
+def test_eval_config_default_group_is_the_quantizers():
+    from ablate.nn import weight_quant as wq
+
+    assert EvalConfig().int4_group_size == wq.INT4_GROUP
