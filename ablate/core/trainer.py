@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import resource
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from ablate.core.config import Config, code_fingerprints, config_hash, replace
 from ablate.core.evaluate import collect_metrics, evaluate, final_metrics
 from ablate.core.fsio import atomic_write_text
 from ablate.core.interrupt import InterruptFlag
+from ablate.core.memory import PeakMemory
 from ablate.core.quant_eval import weight_quant_summary
 from ablate.core.stages import init_record
 from ablate.core.trial import Callback, Trial, setup
@@ -47,12 +47,6 @@ def lr_at(step: int, cfg) -> float:
 
 def _tokens_per_step(cfg: Config) -> int:
     return cfg.data.batch_size * cfg.data.seq_len * cfg.train.grad_accum
-
-
-def _peak_mem_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 @dataclass
@@ -89,7 +83,7 @@ def train(
     `callbacks` receive every logged record (train and eval rows) and, last, the summary
     (with key "status"). `stop_after` ends the process-local loop early (tests of resume).
     """
-    t_start = time.perf_counter()
+    t_start, memory = time.perf_counter(), PeakMemory.start()  # this trial's own peak
     run = setup(cfg, Path(out_dir), callbacks)
     prog = _resume(run, resume)
     run.model.train()
@@ -110,7 +104,7 @@ def train(
                 return {"status": "stopped", "steps": step}
         if prog.status == "done":  # the post.stages (none by default): ablate.posttrain.stage
             prog.last_metrics.update(run_post(run, interrupted, resume=resume))
-        return _finish(run, prog, t_start)
+        return _finish(run, prog, t_start, memory)
     finally:
         interrupted.restore()
         run.log_f.close()
@@ -249,10 +243,10 @@ def _log_eval_save(
         run.save(step)
 
 
-def _finish(run: Trial, prog: _Progress, t_start: float) -> dict[str, Any]:
+def _finish(run: Trial, prog: _Progress, t_start: float, memory: PeakMemory) -> dict[str, Any]:
     """Final metrics, summary.json (and git.diff when dirty); callbacks get the summary."""
     final = final_metrics(run.model, run.comps, run.corpus) if prog.status == "done" else {}
-    summary = _summary(run, prog, final, t_start) | distributed.settle(run.ranks)
+    summary = _summary(run, prog, final, t_start, memory) | distributed.settle(run.ranks)
     if not run.ranks.main:
         return summary
     if repro.git_info()["git_dirty"]:
@@ -263,7 +257,9 @@ def _finish(run: Trial, prog: _Progress, t_start: float) -> dict[str, Any]:
     return summary
 
 
-def _summary(run: Trial, prog: _Progress, final: dict, t_start: float) -> dict[str, Any]:
+def _summary(
+    run: Trial, prog: _Progress, final: dict, t_start: float, memory: PeakMemory
+) -> dict[str, Any]:
     model, tps = run.model, prog.tokens_per_s()
     last_eval = prog.last_eval if prog.status == "done" else {}  # diverged: no val result
     return {
@@ -281,7 +277,7 @@ def _summary(run: Trial, prog: _Progress, final: dict, t_start: float) -> dict[s
         "num_params_non_embedding": model.num_params(non_embedding=True),
         # forward + backward FLOPs per token at data.seq_len, x tokens trained (ablate inspect's)
         **trial_flops(replace(run.cfg, model=model.cfg), prog.step * _tokens_per_step(run.cfg)),
-        "peak_mem_mb": _peak_mem_mb(run.device),
+        **memory.summary(run.device),  # this process's part of the trial: ablate.core.memory
         "wall_s": time.perf_counter() - t_start,
         "resumed_from": prog.start,
         **init_record(run.out),  # another trial's weights it started from: id, path, sha256

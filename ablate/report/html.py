@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ablate.core import memory
 from ablate.core.fsio import atomic_write_text
 from ablate.report import stats
 from ablate.report.charts import charts
@@ -143,7 +144,7 @@ CSV_FIELDS = (
 def write_csv(path: Path, trials: list[dict], meta: dict | None = None) -> None:
     """One row per trial: identity, its ladder rung, state and every scalar metric (atomic)."""
     cells = ladder_of(meta or {}).get("cells", {})
-    extra = sorted(
+    extra = memory.recorded([t["summary"] or {} for t in trials]) + sorted(
         {
             k
             for t in trials

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ablate.core import memory
+
 # whole keys the table shows in dedicated columns
 FIXED = {
     "val_loss": "val loss (nats / token)",
@@ -16,9 +18,8 @@ FIXED = {
     "tokens_per_s": "train throughput (tokens / s)",
     "num_params": "parameters",
     "activated_params": "activated parameters / token",
-    "peak_mem_mb": "peak memory (MiB)",
     "wall_s": "wall time (s)",
-}
+} | memory.LABELS  # what each peak-memory key measured (GPU allocated, RSS during the trial)
 WORDS = {"kv": "KV", "bf16": "BF16", "fp8": "FP8", "fp32": "FP32", "maxvio": "MaxVio", "mtp": "MTP"}
 WORDS |= {"ppl": "perplexity", "rel": "relative", "err": "error", "num": "number of"}
 # trailing words that name a unit: (those words, the unit shown)

@@ -13,6 +13,7 @@ import math
 import re
 from typing import Any
 
+from ablate.core import memory
 from ablate.report import speed, stats
 from ablate.report.labels import label, move_common
 from ablate.report.verdicts import baselines, verdicts
@@ -99,8 +100,9 @@ def _value_keys(
 
 
 def _metric_keys(trials: list[dict]) -> list[str]:
-    """Scalar component metrics any trial recorded, per-index families excluded."""
-    return sorted(
+    """The peak-memory figure(s) and the scalar component metrics any trial recorded, per-index
+    families excluded."""
+    return memory.recorded([t["summary"] or {} for t in trials]) + sorted(
         {
             k
             for t in trials

@@ -16,6 +16,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from ablate.core import memory
+
 SUMMARY_KEYS = (
     "status",
     "reason",
@@ -28,7 +30,7 @@ SUMMARY_KEYS = (
     "tokens_per_s",
     "num_params",
     "num_params_non_embedding",
-    "peak_mem_mb",
+    *memory.KEYS,  # the one the trial recorded: how its peak memory was measured
     "wall_s",
     "git_rev",
     "git_dirty",

@@ -14,7 +14,7 @@ from ablate.report.labels import label, move_common
         ("kv_cache_bytes_per_token", "KV cache (bytes / token)"),
         ("kv_cache_bytes_per_token_per_layer", "KV cache (bytes / token / layer)"),
         ("kv_cache_bf16_bytes_per_token", "KV cache BF16 (bytes / token)"),
-        ("peak_mem_mb", "peak memory (MiB)"),
+        ("peak_rss_trial_mb", "peak RSS during the trial (MiB)"),
         ("maxvio_global", "MaxVio global"),
         ("loss/aux", "loss: aux"),
         ("tokens_per_s", "train throughput (tokens / s)"),
