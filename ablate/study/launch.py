@@ -21,7 +21,7 @@ from typing import Any, TextIO
 from ablate.core import trainer
 from ablate.core.config import load_config, to_yaml
 from ablate.core.fsio import StorageError, atomic_write_text, describe, is_storage_fault
-from ablate.study import executors
+from ablate.study import executors, wandb_ids
 from ablate.study import workers as workers_mod
 from ablate.study.executors import Resources
 from ablate.study.ledger import Ledger
@@ -67,6 +67,7 @@ def run_trial(
         sweep_name=sweep.name,
         arm=trial.arm,
         trial_id=trial.trial_id,
+        run_id=wandb_ids.run_id(trial.trial_id, wandb_ids.sweep_token(ledger)),
         trial_dir=trial_dir,
         health=health,
     )
@@ -200,6 +201,7 @@ def _run_held(
     changed = ledger.sync(
         sweep, force=force, extra_meta={"base_config": to_yaml(load_config(sweep.base))}
     )
+    wandb_ids.sweep_token(ledger)  # made (or renewed for a copy) before any worker starts
     if changed:
         print(
             f"--force: {len(changed)} finished trial(s) of the old spec are now inactive",

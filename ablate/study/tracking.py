@@ -137,7 +137,9 @@ class WandbCallback:
         cfg: the trial's resolved `Config` (its `tracking` section picks mode/project/entity).
         sweep_name: the W&B group.
         arm: the W&B job type.
-        trial_id: the run id (stable across resumes).
+        trial_id: the trial id (in the run's name).
+        run_id: the W&B run id, unique per sweep directory and stable across resumes
+            (`ablate.study.wandb_ids`).
         trial_dir: W&B writes its run directory under `<trial_dir>/wandb/`.
         health: shared failure state (warn once per process).
     """
@@ -149,11 +151,14 @@ class WandbCallback:
         sweep_name: str,
         arm: str,
         trial_id: str,
+        run_id: str,
         trial_dir: str | Path,
         health: TrackingHealth,
     ) -> None:
         self.cfg, self.sweep_name, self.arm, self.trial_id = cfg, sweep_name, arm, trial_id
-        self.trial_dir, self.health = Path(trial_dir), health
+        self.run_id = run_id
+        # absolute: the W&B service process keeps the working directory it started in
+        self.trial_dir, self.health = Path(trial_dir).resolve(), health
         self.run = None
 
     @property
@@ -168,7 +173,7 @@ class WandbCallback:
         t = self.cfg.tracking
         self.trial_dir.mkdir(parents=True, exist_ok=True)
         if t.wandb == "offline":  # an earlier attempt's run: replaced by the full replay below
-            for old in (self.trial_dir / "wandb").glob(f"offline-run-*-{self.trial_id}"):
+            for old in (self.trial_dir / "wandb").glob(f"offline-run-*-{self.run_id}"):
                 shutil.rmtree(old, ignore_errors=True)
         self.run = wandb.init(
             project=t.project,
@@ -176,7 +181,7 @@ class WandbCallback:
             group=self.sweep_name,
             job_type=self.arm,
             name=f"{self.arm}-s{self.cfg.train.seed}-{self.trial_id}",
-            id=self.trial_id,
+            id=self.run_id,
             resume="allow",
             dir=str(self.trial_dir),
             mode=t.wandb,

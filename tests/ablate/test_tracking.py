@@ -13,7 +13,7 @@ import torch
 import wandb
 
 from ablate.core.config import ConfigError, load_config
-from ablate.study import launch
+from ablate.study import launch, wandb_ids
 from ablate.study.ledger import Ledger
 from ablate.study.sweep import load_sweep
 from ablate.study.tracking import TrackingHealth, WandbCallback
@@ -33,12 +33,14 @@ def test_one_offline_wandb_run_per_trial(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     sweep = load_sweep(write_sweep(tmp_path, name="trk", tracking="offline", steps=5, seeds=(0,)))
     assert launch.run_sweep(sweep) == 0
-    rows = Ledger(sweep.run_dir / "ledger.sqlite", readonly=True).rows()
+    ledger = Ledger(sweep.run_dir / "ledger.sqlite", readonly=True)
+    rows, token = ledger.rows(), wandb_ids.sweep_token(ledger)
     assert len(rows) == 2
     for r in rows:
-        runs = list((tmp_path / r["path"] / "wandb").glob(f"offline-run-*-{r['trial_id']}"))
+        rid = wandb_ids.run_id(r["trial_id"], token)
+        runs = list((tmp_path / r["path"] / "wandb").glob(f"offline-run-*-{rid}"))
         assert len(runs) == 1, r["trial_id"]
-        data = (runs[0] / f"run-{r['trial_id']}.wandb").read_bytes()
+        data = (runs[0] / f"run-{rid}.wandb").read_bytes()
         for text in ("trk", r["arm"], "val_ppl", "grad_norm", "max_seq_len"):
             assert text.encode() in data, text  # group, job type, step metrics, config
 
@@ -56,6 +58,7 @@ def _train_one(tmp_path, health: TrackingHealth):
         sweep_name="s",
         arm="a",
         trial_id=trial.trial_id,
+        run_id=f"{trial.trial_id}-t",
         trial_dir=tmp_path / "trial",
         health=health,
     )
@@ -132,6 +135,7 @@ def test_resumed_trial_continues_its_one_offline_run(tmp_path, monkeypatch):
             sweep_name="t",
             arm=trial.arm,
             trial_id=trial.trial_id,
+            run_id=f"{trial.trial_id}-t",
             trial_dir=out,
             health=TrackingHealth(),
         )
@@ -142,8 +146,8 @@ def test_resumed_trial_continues_its_one_offline_run(tmp_path, monkeypatch):
     second = callback()
     assert train(trial.cfg, out, callbacks=[second])["resumed_from"] == 5
     second.close()  # W&B writes asynchronously: read the run only after it is closed
-    [run] = (out / "wandb").glob(f"offline-run-*-{trial.trial_id}")
-    data = (run / f"run-{trial.trial_id}.wandb").read_bytes()
+    [run] = (out / "wandb").glob(f"offline-run-*-{trial.trial_id}-t")
+    data = (run / f"run-{trial.trial_id}-t.wandb").read_bytes()
     assert b"grad_norm" in data and b"val_ppl" in data  # the replayed and the new steps
 
 
@@ -157,7 +161,13 @@ def test_unresponsive_wandb_server_costs_init_timeout_and_one_warning(tmp_path, 
     cfg = load_config(TINY, ["tracking.wandb=online", "tracking.init_timeout=1"])
     health = TrackingHealth()
     cb = WandbCallback(
-        cfg, sweep_name="t", arm="a", trial_id="abc", trial_dir=tmp_path, health=health
+        cfg,
+        sweep_name="t",
+        arm="a",
+        trial_id="abc",
+        run_id="abc-t",
+        trial_dir=tmp_path,
+        health=health,
     )
     t0 = time.monotonic()
     with warnings.catch_warnings(record=True) as caught:

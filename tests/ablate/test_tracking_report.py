@@ -41,6 +41,7 @@ def test_trial_runs_are_started_with_their_tags(tmp_path, monkeypatch):
         sweep_name=sweep.name,
         arm=trial.arm,
         trial_id=trial.trial_id,
+        run_id=f"{trial.trial_id}-t",
         trial_dir=tmp_path / "t",
         health=TrackingHealth(),
     )

@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from ablate.study import wandb_ids
 from ablate.study.executors.job import payload
 from ablate.study.tracking import SUMMARY_KEYS
 
@@ -80,6 +81,7 @@ def drive(sweep, ledger, executor: Executor, stream: TextIO, poll_s: float = POL
     ids = [t.trial_id for t in sweep.trials]
     jobs: dict[str, dict] = dict(ledger.meta().get(JOBS, {}))
     live = _reattach(sweep, ledger, executor, jobs, stream)
+    token = wandb_ids.sweep_token(ledger)  # W&B run ids of the jobs: made here, on the driver
     while True:
         claimed, room = [], executor.max_live
         while room is None or len(live) + len(claimed) < room:
@@ -88,7 +90,7 @@ def drive(sweep, ledger, executor: Executor, stream: TextIO, poll_s: float = POL
                 break
             claimed.append(row)
         if claimed:
-            handles = executor.submit([payload(sweep, row) for row in claimed])
+            handles = executor.submit([payload(sweep, row, token) for row in claimed])
             for row, h in zip(claimed, handles):
                 live[row["trial_id"]] = h
                 jobs[row["trial_id"]] = h.record

@@ -13,14 +13,17 @@ from pathlib import Path
 from typing import Any
 
 
-def payload(sweep, row: dict) -> dict[str, Any]:
-    """What a job needs (plain data, so any engine can ship it): config, trial dir, labels."""
+def payload(sweep, row: dict, token: str) -> dict[str, Any]:
+    """What a job needs (plain data, so any engine can ship it): config, trial dir, labels and
+    the W&B run id made from the sweep directory's `token` (`ablate.study.wandb_ids`)."""
     from ablate.core.config import to_dict
+    from ablate.study.wandb_ids import run_id
 
     trial = {t.trial_id: t for t in sweep.trials}[row["trial_id"]]
     return {
         "config": to_dict(trial.cfg),
         "trial_id": trial.trial_id,
+        "run_id": run_id(trial.trial_id, token),
         "trial_dir": str(Path(row["path"]).resolve()),
         "sweep": sweep.name,
         "arm": trial.arm,
@@ -52,6 +55,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
                 sweep_name=job["sweep"],
                 arm=job["arm"],
                 trial_id=job["trial_id"],
+                run_id=job["run_id"],
                 trial_dir=trial_dir,
                 health=TrackingHealth(),
             )
