@@ -37,26 +37,43 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    """Every registered component, then one line per config field: default and description."""
+    """Every registered component, then one line per config field: default and description.
+
+    Printed from a cache keyed by the sources it is built from (see `ablate.listing_cache`), so
+    a repeated `ablate list` skips importing torch and the components; plugins bypass it.
+    """
+    from ablate import listing_cache
+
+    key = None if args.plugins else listing_cache.key(args.group, args.pattern)
+    text = listing_cache.read(key) if key else None
+    if text is None:
+        text = _listing(args.group, args.pattern, args.plugins)
+        if key:
+            listing_cache.write(key, text)
+    print(text, end="")
+    return 0
+
+
+def _listing(group: str | None, pattern: str, plugins: list[str]) -> str:
     import dataclasses
 
     from ablate import registry
     from ablate.core.config import to_dict
     from ablate.core.fielddoc import field_help
 
-    if args.plugins:
-        registry.load_plugins(args.plugins)
-    groups = [args.group] if args.group else list(registry.GROUPS)
-    for group in groups:
-        print(f"{group}:")
-        for name in registry.names(group, args.pattern):
-            cls = registry.get(group, name)
+    if plugins:
+        registry.load_plugins(plugins)
+    lines = []
+    for g in [group] if group else list(registry.GROUPS):
+        lines.append(f"{g}:")
+        for name in registry.names(g, pattern):
+            cls = registry.get(g, name)
             doc = (cls.__doc__ or sys.modules[cls.__module__].__doc__ or "").strip().splitlines()
-            print(f"  {name:<18} {doc[0] if doc else ''}".rstrip())
+            lines.append(f"  {name:<18} {doc[0] if doc else ''}".rstrip())
             defaults = to_dict(cls.Config())
             helps = field_help(cls.Config)
             for f in dataclasses.fields(cls.Config):
                 if f.name != "name":
                     value = f"{f.name}={defaults[f.name]!r}"
-                    print(f"      {value:<30} {helps.get(f.name, '')}".rstrip())
-    return 0
+                    lines.append(f"      {value:<30} {helps.get(f.name, '')}".rstrip())
+    return "".join(line + "\n" for line in lines)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,9 @@ if not torch.cuda.is_available():
 # `ablate run` without --workers takes as many workers as the cores hold; tests run sweeps in
 # this process (monkeypatches reach them) unless they pass --workers themselves.
 os.environ.setdefault("ABLATE_WORKERS", "1")
+
+# caches (the `ablate list` text) go to a directory of this test session, not the user's
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="ablate-test-cache-")
 
 from ablate.core.config import ModelConfig  # noqa: E402
 
