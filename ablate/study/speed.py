@@ -24,6 +24,7 @@ from typing import Any, TextIO
 
 import torch
 
+from ablate.core import runtime
 from ablate.core.config import to_dict
 from ablate.core.fsio import atomic_write_text
 from ablate.report.speed import FORMAT, SPEED_FILE, summarize
@@ -129,7 +130,10 @@ def build_arm(name: str, trial, trial_dir: Path) -> ArmModel:
         weights = "checkpoint"
     tc = cfg.train
     opt = precision.build_optimizer(
-        param_groups(model, tc.weight_decay), lr=tc.lr, betas=(tc.beta1, tc.beta2)
+        param_groups(model, tc.weight_decay),
+        lr=tc.lr,
+        betas=(tc.beta1, tc.beta2),
+        **runtime.adamw_kwargs(tc.optimizer_impl, device),  # the kernels the trial steps with
     )
     model.train()
     return ArmModel(name, trial.trial_id, weights, cfg, corpus, model, precision, opt, device)
@@ -245,10 +249,12 @@ def _decode_summary(cells: dict) -> dict[str, Any]:
 
 
 def run_bench(
-    sweep, spec: BenchSpec | None = None, clock: Clock = Clock(), stream: TextIO = sys.stderr
+    sweep, spec: BenchSpec | None = None, clock: Clock = Clock(), stream: TextIO | None = None
 ) -> Path:
-    """Measure every arm of `sweep` and write `<run dir>/speed.json`; returns its path."""
-    spec = spec or sweep.bench
+    """Measure every arm of `sweep` and write `<run dir>/speed.json`; returns its path.
+
+    `stream` (notes on a busy machine): sys.stderr as it is at the call, not at import."""
+    spec, stream = spec or sweep.bench, stream or sys.stderr
     first = {}
     for t in sorted(sweep.trials, key=lambda t: t.seed):  # each arm's lowest seed
         first.setdefault(t.arm, t)

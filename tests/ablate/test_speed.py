@@ -5,6 +5,7 @@ Timing is faked wherever a number is asserted: no test depends on how fast this 
 
 from __future__ import annotations
 
+import io
 import json
 import re
 
@@ -13,6 +14,7 @@ import pytest
 from ablate.cli import main
 from ablate.core.config import ConfigError
 from ablate.report import speed as rs
+from ablate.study import speed as study_speed
 from ablate.study.speed import Clock, contexts_for, interleave, schedule
 from ablate.study.speed_spec import BenchSpec, bench_spec
 from ablate.study.sweep import load_sweep
@@ -152,3 +154,16 @@ def test_no_bench_skips_it(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["run", str(write_sweep(tmp_path, seeds=(0,), steps=2)), "--no-bench"]) == 0
     assert not (tmp_path / "runs" / "t" / rs.SPEED_FILE).exists()
+
+
+def test_busy_machine_note_goes_to_the_current_stderr(tmp_path, monkeypatch):
+    """The note is written to sys.stderr as it is at the call (a default bound at import time
+    wrote to a stream closed since: "I/O operation on closed file")."""
+    monkeypatch.chdir(tmp_path)
+    bench = {"repetitions": 1, "warmup": 0, "steps": 1, "contexts": [4], "decode_tokens": 2}
+    sweep = load_sweep(write_sweep(tmp_path, bench=bench))
+    monkeypatch.setattr(study_speed.os, "getloadavg", lambda: (99.0, 99.0, 99.0))
+    now = io.StringIO()
+    monkeypatch.setattr(study_speed.sys, "stderr", now)
+    study_speed.run_bench(sweep)
+    assert "note: load average 99.0 -> 99.0" in now.getvalue()
