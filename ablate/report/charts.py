@@ -89,7 +89,7 @@ def charts(meta: dict, trials: list[dict], bench: dict | None = None) -> list[di
     with rc_context({"font.family": families} if families else {}):
         out = [
             *loss_curves(arms, trials, labels),
-            *seed_dots(arms, trials, labels),
+            *seed_dots(arms, trials, labels, (meta.get("report") or {}).get("verdict")),
             *quality_vs_cost(arms, trials, labels, {a: s["median"] for a, s in tps.items()}),
             *_throughput(tps, labels),
             *_heatmaps(arms, trials, labels),

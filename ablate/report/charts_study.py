@@ -174,15 +174,21 @@ def quality_vs_cost(
     return [{"title": "Quality vs cost", "png": _png(fig)}]
 
 
-def seed_dots(arms: list[str], trials: list[dict], labels: dict) -> list[dict[str, str]]:
-    """Each arm's per-seed validation losses as dots beside their mean and 95% t-interval."""
+def seed_dots(
+    arms: list[str], trials: list[dict], labels: dict, verdict: dict | None = None
+) -> list[dict[str, str]]:
+    """Each arm's per-seed values of the verdict metric (`verdict:`, default validation loss) as
+    dots beside their mean and 95% t-interval."""
     from matplotlib.figure import Figure
 
     from ablate.report import stats
     from ablate.report.charts import _png
+    from ablate.report.labels import label
 
+    key = (verdict or {}).get("metric", "val_loss")
+    name = "validation loss" if key == "val_loss" else label(key)
     values = {
-        a: [v for t in trials if t["arm"] == a and (v := result(t)) is not None] for a in arms
+        a: [v for t in trials if t["arm"] == a and (v := result(t, key)) is not None] for a in arms
     }
     shown = [a for a in arms if values[a]]
     if not shown:
@@ -197,5 +203,5 @@ def seed_dots(arms: list[str], trials: list[dict], labels: dict) -> list[dict[st
         err = [[half], [half]] if math.isfinite(half) else None
         ax.errorbar([i + 0.25], [mean], yerr=err, fmt="D", color="k", capsize=4)
     ax.set_xticks(range(len(shown)), [labels[a] for a in shown])
-    ax.set(ylabel="validation loss", title="Per seed (dots) and mean with 95% CI (diamond)")
-    return [{"title": "Validation loss per seed", "png": _png(fig)}]
+    ax.set(ylabel=name, title="Per seed (dots) and mean with 95% CI (diamond)")
+    return [{"title": f"{name[0].upper()}{name[1:]} per seed", "png": _png(fig)}]

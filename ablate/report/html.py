@@ -19,8 +19,9 @@ from ablate.report import stats
 from ablate.report.charts import charts
 from ablate.report.formats import format_ladder
 from ablate.report.ladder import COMPUTE_KEY, ladder_of, ladder_section
+from ablate.report.precision_table import precision_table
 from ablate.report.speed import load_speed, not_measured, speed_section
-from ablate.report.table import SHOWN_METRICS, ablation_table, metric, precision_table, shown_arms
+from ablate.report.table import SHOWN_METRICS, ablation_table, metric, shown_arms
 from ablate.report.verdicts import baselines
 from ablate.study.ledger import Ledger
 

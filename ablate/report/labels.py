@@ -18,6 +18,12 @@ FIXED = {
     "tokens_per_s": "train throughput (tokens / s)",
     "num_params": "parameters",
     "activated_params": "activated parameters / token",
+    # compute figures (ablate.core.throughput)
+    "train_flops_per_token": "training FLOPs / token",
+    "train_flops": "training FLOPs",
+    "achieved_flops_per_s": "achieved (FLOP / s)",
+    "peak_flops_per_s": "device peak (FLOP / s)",
+    "mfu": "MFU (achieved / peak FLOP/s)",
     "wall_s": "wall time (s)",
 } | memory.LABELS  # what each peak-memory key measured (GPU allocated, RSS during the trial)
 WORDS = {"kv": "KV", "bf16": "BF16", "fp8": "FP8", "fp32": "FP32", "maxvio": "MaxVio", "mtp": "MTP"}

@@ -16,7 +16,7 @@ from typing import Any
 from ablate.core import memory
 from ablate.report import speed, stats
 from ablate.report.labels import label, move_common
-from ablate.report.verdicts import baselines, verdicts
+from ablate.report.verdicts import Metric, baselines, verdicts
 
 FAMILY_RE = re.compile(r"^(.+)/(\d+)$")  # `expert_load/3`: index 3 of a per-index family
 SHOWN_METRICS = ("val_loss", "val_ppl")  # already in the table as dedicated columns
@@ -118,21 +118,25 @@ def result(trial: dict, key: str = "val_loss") -> float | None:
     return value if stats.finite(value) else None
 
 
-def _no_result(trial: dict | None) -> str:
-    """Why a trial has no result ("" when it has one)."""
+def _no_result(trial: dict | None, key: str) -> str:
+    """Why a trial has no result for `key` ("" when it has one)."""
     if trial is None:
         return "missing"
-    if result(trial) is not None:
+    if result(trial, key) is not None:
         return ""
-    return trial["state"] if trial["state"] != "done" else "non-finite val_loss"
+    if trial["state"] != "done":
+        return trial["state"]
+    return f"non-finite {key}" if metric(trial, key) is not None else f"no {key} recorded"
 
 
-def _excluded(trials: list[dict], seeds: tuple[int, ...], base: dict[int, dict] | None) -> str:
+def _excluded(
+    trials: list[dict], seeds: tuple[int, ...], base: dict[int, dict] | None, key: str
+) -> str:
     """Which of an arm's seeds are left out of its row, and why (its own reason first)."""
     out = []
     for t in sorted(trials, key=lambda t: t["seed"]):
         if t["seed"] not in seeds:
-            why = _no_result(t) or f"baseline {_no_result((base or {}).get(t['seed']))}"
+            why = _no_result(t, key) or f"baseline {_no_result((base or {}).get(t['seed']), key)}"
             out.append(f"seed {t['seed']}: {why}")
     return "; ".join(out)
 
@@ -147,14 +151,17 @@ def _ppl(mean: float, half: float) -> str:
     return f"{_num(math.exp(mean), 4)}{ci}"
 
 
-def _versus_baseline(row: dict, cmp: stats.Paired) -> None:
-    """Fill a non-baseline row's paired loss difference, p-value and perplexity change."""
+def _versus_baseline(row: dict, cmp: stats.Paired, key: str) -> None:
+    """Fill a non-baseline row's paired difference in the verdict metric `key`, its p-value and
+    (for val_loss) the perplexity change."""
     if not cmp.n:
         return
     ci = f" ± {_num(cmp.half, 2)}" if math.isfinite(cmp.half) else ""
     row["delta"] = f"{cmp.diff:+.4g}{ci}"
     row["p"] = f"p={cmp.p:.3g}" if math.isfinite(cmp.p) else f"n={cmp.n}, no test"
     row["significant"] = cmp.significant or not math.isfinite(cmp.p)
+    if key != "val_loss":
+        return
     # exp(mean loss difference) is the ratio of geometric-mean perplexities: a monotone map of
     # the same interval, so it excludes 0 % exactly when the loss interval excludes 0
     gap = 100 * math.expm1(cmp.diff)
@@ -223,14 +230,16 @@ def ablation_table(meta: dict, trials: list[dict], bench: dict | None = None) ->
         "metrics": _metric_keys(trials),
     }
     base_of = baselines(meta, arms)  # compared arm -> its baseline (one per rung in a ladder)
-    loss = {a: {t["seed"]: result(t) for t in by_arm[a]} for a in arms}
-    cmps = {a: stats.paired(loss[a], loss.get(b, {})) for a, b in base_of.items()}
     claims = meta.get("report") or {}
+    m = Metric.of(claims.get("verdict"))  # what the verdicts compare (default val loss)
+    loss = {a: {t["seed"]: result(t, m.key) for t in by_arm[a]} for a in arms}
+    cmps = {a: stats.paired(loss[a], loss.get(b, {})) for a, b in base_of.items()}
     verdict = verdicts(
         cmps,
         {**loss, meta["baseline"]: loss.get(meta["baseline"], {})},
         base_of,
         claims.get("equivalence"),
+        m,
     )
     paper = claims.get("paper") or {}
     parents = (claims.get("stages") or {}).get("from", {})  # stage arm -> the arm it starts from
@@ -243,7 +252,7 @@ def ablation_table(meta: dict, trials: list[dict], bench: dict | None = None) ->
         ids = {t.get("trial_id") for t in by_arm[a]}
         row["tokens_per_s"] = speed.throughput_cell(bench, a, ids, meta.get("sweep_path", ""))
         base_by_seed = {t["seed"]: t for t in by_arm.get(base_of.get(a, ""), [])}
-        row["excluded"] = _excluded(by_arm[a], seeds, base_by_seed if cmp else None)
+        row["excluded"] = _excluded(by_arm[a], seeds, base_by_seed if cmp else None, m.key)
         row["baseline"] = cmp is None
         row["components"] = [slots[a].get(path) == n for _, path, n in comp_cols]
         row["paper"] = f"{paper[a]['value']} ({paper[a]['source']})" if a in paper else ""
@@ -251,7 +260,7 @@ def ablation_table(meta: dict, trials: list[dict], bench: dict | None = None) ->
         if cmp is None:
             row["delta"], row["verdict"], row["verdict_word"] = "baseline", "baseline", "baseline"
         else:
-            _versus_baseline(row, cmp)
+            _versus_baseline(row, cmp, m.key)
             row["verdict"], row["verdict_word"] = verdict[a].line, verdict[a].word
         row["settings"] = [(k, v) for k, v in zip(cols["values"], row["values"]) if v != "—"]
         rows.append(row)
@@ -266,33 +275,8 @@ def ablation_table(meta: dict, trials: list[dict], bench: dict | None = None) ->
             "show_params": True,
             "show_paper": bool(paper),
             "equivalence": claims.get("equivalence") or {},
+            "verdict_label": "val loss" if m.key == "val_loss" else label(m.key),
+            "verdict_goal": m.goal,
+            "show_gap": m.key == "val_loss",
         }
     )
-
-
-def precision_table(meta: dict, trials: list[dict]) -> dict[str, Any]:
-    """Per arm: what each precision transform recorded (backend, tiles, error statistics).
-
-    Text facts are shown as recorded; numbers as mean +- CI over the arm's finished seeds.
-    """
-    arms = shown_arms(meta, trials)
-    done = {a: [t for t in trials if t["arm"] == a and t["state"] == "done"] for a in arms}
-    flat = {
-        a: [flatten((t["summary"] or {}).get("precision") or {}) for t in done[a]] for a in arms
-    }
-    keys = sorted({k for fs in flat.values() for f in fs for k in f})
-    if not any(isinstance(v, (int, float)) for fs in flat.values() for f in fs for v in f.values()):
-        return {}
-    rows = []
-    for a in arms:
-        cells = []
-        for k in keys:
-            values = [f[k] for f in flat[a] if k in f]
-            if values and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
-            ):
-                cells.append(_fmt(*stats.mean_ci([float(v) for v in values]), 3))
-            else:
-                cells.append(", ".join(sorted({_plain(v) for v in values})) or "–")
-        rows.append({"arm": a, "cells": cells})
-    return {"cols": keys, "rows": rows}

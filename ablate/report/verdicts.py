@@ -1,8 +1,9 @@
 """One-line verdicts per arm against the baseline: better, worse, equivalent or inconclusive.
 
-Each arm's paired t-test on validation loss is Holm-corrected over the arms compared with the
-one baseline. An arm whose corrected p is below alpha is better (lower loss) or worse; any
-other is inconclusive, and the verdict states the smallest effect these seeds could have
+Each arm's paired t-test on the sweep's verdict metric (`verdict:`, default validation loss,
+lower is better) is Holm-corrected over the arms compared with the one baseline. An arm whose
+corrected p is below alpha is better or worse (by the metric's goal); any other is inconclusive,
+and the verdict states the smallest effect these seeds could have
 detected (`stats.mde`, 80% power, two-sided alpha) and how many seeds the observed difference
 would need. Where the sweep states an equivalence margin (`equivalence: {margin, relative}`),
 a two-one-sided test (TOST, Holm-corrected over the arms too) can conclude "equivalent".
@@ -25,7 +26,23 @@ class Verdict:
     line: str  # the one-line verdict as printed in the report
     p_holm: float  # Holm-adjusted paired t-test p-value (nan without a test)
     p_tost: float  # Holm-adjusted TOST p-value (nan without a margin or a test)
-    mde: float  # minimum detectable difference in val loss at these seeds (nan below 2)
+    mde: float  # minimum detectable difference in the verdict metric at these seeds (nan below 2)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """What the verdicts compare: a summary key, its label and which way is better."""
+
+    key: str = "val_loss"
+    goal: str = "min"  # min | max
+    name: str = "val loss"  # as printed in a verdict line
+
+    @classmethod
+    def of(cls, spec: Mapping | None) -> Metric:
+        """From the sweep's `verdict:` record (`ablate.study.claims.verdict`); None: val loss."""
+        if not spec or spec.get("metric", "val_loss") == "val_loss":
+            return cls(goal=(spec or {}).get("goal", "min"))
+        return cls(spec["metric"], spec["goal"], spec["metric"])
 
 
 def _relative(
@@ -45,27 +62,29 @@ def _tost_p(cmp: stats.Paired, arm: Mapping, base: Mapping, equivalence: Mapping
     return stats.tost(diffs, float(equivalence["margin"]))
 
 
-def _margin_text(equivalence: Mapping) -> str:
-    m = float(equivalence["margin"])
-    return f"±{100 * m:.3g} %" if equivalence.get("relative") else f"±{m:.3g} loss"
+def _margin_text(equivalence: Mapping, m: Metric) -> str:
+    margin = float(equivalence["margin"])
+    return f"±{100 * margin:.3g} %" if equivalence.get("relative") else f"±{margin:.3g} {m.name}"
 
 
-def _line(cmp: stats.Paired, p_holm: float, p_tost: float, equivalence: Mapping) -> Verdict:
+def _line(
+    cmp: stats.Paired, p_holm: float, p_tost: float, equivalence: Mapping, m: Metric
+) -> Verdict:
     n = cmp.n
     size = stats.mde(cmp.sd, n)
     if n < 2 or not math.isfinite(p_holm):
-        return Verdict("no test", f"no test: {n} shared seed(s)", p_holm, p_tost, size)
+        text = f"no test: {n} seed(s) where both have a {m.name}"
+        return Verdict("no test", text, p_holm, p_tost, size)
     if p_holm < stats.ALPHA:
-        word = "better" if cmp.diff < 0 else "worse"
-        text = f"{word}: val loss {cmp.diff:+.4g} (Holm p={p_holm:.3g}, {n} seeds)"
+        word = "better" if (cmp.diff < 0) == (m.goal == "min") else "worse"
+        text = f"{word}: {m.name} {cmp.diff:+.4g} (Holm p={p_holm:.3g}, {n} seeds)"
         return Verdict(word, text, p_holm, p_tost, size)
     if math.isfinite(p_tost) and p_tost < stats.ALPHA:
-        text = (
-            f"equivalent within {_margin_text(equivalence)} (TOST Holm p={p_tost:.3g}, {n} seeds)"
-        )
+        margin = _margin_text(equivalence, m)
+        text = f"equivalent within {margin} (TOST Holm p={p_tost:.3g}, {n} seeds)"
         return Verdict("equivalent", text, p_holm, p_tost, size)
     if cmp.sd == 0 and cmp.diff == 0:
-        text = f"inconclusive: the same val loss as the baseline on all {n} seeds"
+        text = f"inconclusive: the same {m.name} as the baseline on all {n} seeds"
         return Verdict("inconclusive", text, p_holm, p_tost, size)
     need = stats.seeds_needed(cmp.diff, cmp.sd)
     if cmp.diff == 0:
@@ -77,7 +96,8 @@ def _line(cmp: stats.Paired, p_holm: float, p_tost: float, equivalence: Mapping)
         f"the observed {cmp.diff:+.3g} would need {need_text}"
     )
     if math.isfinite(p_tost):
-        text += f"; not shown equivalent within {_margin_text(equivalence)} (TOST p={p_tost:.3g})"
+        margin = _margin_text(equivalence, m)
+        text += f"; not shown equivalent within {margin} (TOST p={p_tost:.3g})"
     return Verdict("inconclusive", text, p_holm, p_tost, size)
 
 
@@ -101,15 +121,18 @@ def verdicts(
     loss: Mapping[str, Mapping[int, float | None]],
     baseline: str | Mapping[str, str],
     equivalence: Mapping | None = None,
+    metric: Metric | None = None,
 ) -> dict[str, Verdict]:
-    """Verdict per compared arm; `loss` maps arm -> seed -> val loss (baselines included).
+    """Verdict per compared arm; `loss` maps arm -> seed -> the verdict metric (baselines
+    included), by default val loss.
 
     `baseline`: the one baseline arm, or each compared arm's own (`baselines`).
     """
+    m = metric or Metric()
     arms = list(comparisons)
     base_of = {a: baseline for a in arms} if isinstance(baseline, str) else baseline
     eq = equivalence or {}
     p_holm = stats.holm([comparisons[a].p for a in arms])
     tosts = [_tost_p(comparisons[a], loss[a], loss[base_of[a]], eq) for a in arms]
     p_tost = stats.holm(tosts)
-    return {a: _line(comparisons[a], p_holm[i], p_tost[i], eq) for i, a in enumerate(arms)}
+    return {a: _line(comparisons[a], p_holm[i], p_tost[i], eq, m) for i, a in enumerate(arms)}

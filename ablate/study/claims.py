@@ -1,5 +1,6 @@
-"""Sweep keys for what a study claims: `equivalence:` (a TOST margin) and `paper:` (published
-results per arm). Both are validated here and travel to the report in the sweep's `report`.
+"""Sweep keys for what a study claims: `verdict:` (the metric the verdicts test and which way is
+better), `equivalence:` (a TOST margin) and `paper:` (published results per arm). All are
+validated here and travel to the report in the sweep's `report`.
 """
 
 from __future__ import annotations
@@ -9,6 +10,42 @@ from typing import Any
 
 from ablate.core.config import ConfigError
 from ablate.study.arms import mapping
+
+DEFAULT_VERDICT = {"metric": "val_loss", "goal": "min"}
+GOALS = ("min", "max")
+
+
+def verdict(spec: dict, src: str) -> dict[str, str]:
+    """`verdict: {metric: post_val_pass1, goal: max}`: the summary metric the verdicts, the
+    paired differences and the seed counts are computed on (default: val_loss, lower is better).
+    A metric other than val_loss states its goal; a metric no trial records gives "no test"."""
+    v = mapping(spec.get("verdict"), src, "verdict")
+    if not v:
+        return dict(DEFAULT_VERDICT)
+    for key in v:
+        if key not in ("metric", "goal"):
+            raise ConfigError(
+                src,
+                f"verdict.{key}",
+                "unknown verdict option",
+                difflib.get_close_matches(str(key), ("metric", "goal")),
+            )
+    metric = v.get("metric", DEFAULT_VERDICT["metric"])
+    if not isinstance(metric, str) or not metric.strip():
+        raise ConfigError(src, "verdict.metric", f"expected a summary metric name, got {metric!r}")
+    if "goal" not in v and metric != DEFAULT_VERDICT["metric"]:
+        raise ConfigError(
+            src, "verdict.goal", f"state whether {metric} is better low (min) or high (max)"
+        )
+    goal = v.get("goal", DEFAULT_VERDICT["goal"])
+    if goal not in GOALS:
+        raise ConfigError(
+            src,
+            "verdict.goal",
+            f"expected min or max, got {goal!r}",
+            difflib.get_close_matches(str(goal), GOALS),
+        )
+    return {"metric": metric, "goal": goal}
 
 
 def equivalence(spec: dict, src: str) -> dict[str, Any]:

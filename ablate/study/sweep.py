@@ -27,7 +27,7 @@ from ablate.core.config import (
 from ablate.core.identity import differing_keys
 from ablate.core.preflight import preflight
 from ablate.study.arms import expand_arms, mapping, nest
-from ablate.study.claims import equivalence, paper
+from ablate.study.claims import equivalence, paper, verdict
 from ablate.study.ladder import expand_ladder
 from ablate.study.speed_spec import BenchSpec, bench_spec
 from ablate.study.stage_spec import Stages, placeholder_ids, stage_spec
@@ -232,7 +232,11 @@ def load_sweep(
                 )
             seen[trial.trial_id] = trial
             trials.append(trial)
-    claims = {"equivalence": equivalence(spec, src), "paper": paper(spec, src, arms)}
+    claims = {
+        "verdict": verdict(spec, src),
+        "equivalence": equivalence(spec, src),
+        "paper": paper(spec, src, arms),
+    }
     if stages.parents or stages.refs:
         claims["stages"] = stages.as_meta()
         if spec.get("tune") is not None:

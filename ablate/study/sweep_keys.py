@@ -28,6 +28,7 @@ TOP_KEYS = (
     "grid",
     "zip",
     "arms",
+    "verdict",
     "equivalence",
     "paper",
     "tune",

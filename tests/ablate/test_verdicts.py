@@ -244,3 +244,51 @@ def test_paper_column_shows_value_and_source():
     assert table["show_paper"] and table["rows"][1]["paper"] == "-0.1 loss (Some paper, Table 1)"
     assert table["rows"][0]["paper"] == ""
     assert not ablation_table(_meta(["mha", "mla"]), _trials(values))["show_paper"]
+
+
+def _post_trials(values: dict[str, list[float]]) -> list[dict]:
+    """Post-training-only trials: pass@1 under `metrics`, no val_loss (train.steps 0)."""
+    trials = _trials(values)
+    for t in trials:
+        t["summary"] = {"metrics": {"post_val_pass1": t["summary"]["val_loss"]}}
+    return trials
+
+
+def test_verdict_metric_with_goal_max_turns_the_direction():
+    base = [0.10, 0.20, 0.15, 0.12]
+    values = {
+        "rl": base,
+        "distill": [b + 0.3 + 0.01 * i for i, b in enumerate(base)],
+        "worse": [b - 0.05 - 0.001 * i for i, b in enumerate(base)],
+    }
+    report = {"verdict": {"metric": "post_val_pass1", "goal": "max"}}
+    table = ablation_table(_meta(list(values), report), _post_trials(values))
+    rows = {r["arm"]: r for r in table["rows"]}
+    assert rows["distill"]["verdict_word"] == "better"  # higher pass@1, though diff > 0
+    assert rows["distill"]["verdict"].startswith("better: post_val_pass1 +0.3")
+    assert rows["worse"]["verdict_word"] == "worse"
+    assert rows["distill"]["delta"].startswith("+0.3") and rows["distill"]["gap"] == "–"
+    assert not table["show_gap"] and table["verdict_label"] != "val loss"
+    # without the verdict key the same trials have no val loss: nothing to test
+    plain = ablation_table(_meta(list(values)), _post_trials(values))["rows"]
+    assert plain[1]["verdict_word"] == "no test" and "val loss" in plain[1]["verdict"]
+    assert "no val_loss recorded" in plain[1]["excluded"]
+
+
+def test_verdict_key_is_validated():
+    from ablate.study.claims import verdict
+
+    assert verdict({}, "s") == {"metric": "val_loss", "goal": "min"}
+    assert verdict({"verdict": {"metric": "acc", "goal": "max"}}, "s") == {
+        "metric": "acc",
+        "goal": "max",
+    }
+    for spec, key in (
+        ({"metric": "acc"}, "verdict.goal"),  # a metric other than val_loss states its goal
+        ({"metric": "acc", "goal": "up"}, "verdict.goal"),
+        ({"metric": "", "goal": "max"}, "verdict.metric"),
+        ({"metrc": "acc"}, "verdict.metrc"),
+    ):
+        with pytest.raises(ConfigError) as e:
+            verdict({"verdict": spec}, "s.yaml")
+        assert e.value.key == key and "s.yaml" in str(e.value)
