@@ -260,7 +260,9 @@ class Precision(ABC):
         return contextlib.nullcontext()
 
     def build_optimizer(self, param_groups: list[dict], **adamw: Any) -> torch.optim.Optimizer:
-        """The optimizer over the (transformed) model; AdamW with fp32 state by default."""
+        """The optimizer over the (transformed) model; AdamW with fp32 state by default. `adamw`
+        may hold `fused` / `foreach` (train.optimizer_impl); an optimizer without them drops them.
+        """
         return torch.optim.AdamW(param_groups, **adamw)
 
     def scale_loss(self, loss: torch.Tensor) -> torch.Tensor:

@@ -124,6 +124,11 @@ class TrainConfig:
     # weights to start from: a trial directory or a local HF DeepSeek checkpoint (`ablate
     # import-hf`); "" = the seed's random init. In the trial id through the weights' sha256.
     init_from: str = ""
+    compile: bool = False  # torch.compile the training forward (evaluation runs uncompiled)
+    # AdamW's kernels (ablate.core.runtime): "auto" = fused on CUDA, foreach on CPU; "for" = the
+    # per-parameter loop. Part of the trial id only where it differs from what auto picks.
+    optimizer_impl: Literal["auto", "fused", "foreach", "for"] = "auto"
+    tf32: bool = True  # TF32 tensor cores for fp32 matmuls and convolutions on CUDA; no-op on CPU
     precision: Any = slot("precision", "fp32")
 
 

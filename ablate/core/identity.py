@@ -5,6 +5,7 @@ training loop reads no evaluation, log or checkpoint: there is no early stopping
 records (`notes`, `tracking`). Normalised: `train.device: auto` becomes the device it resolves
 to; an explicit `model.vocab_size` equal to the tokenizer's becomes 0 (taken from the tokenizer).
 A `train.init_from` path adds its weights' sha256, a `trial:<id>` reference that id.
+`train.compile`, `optimizer_impl` and `tf32` count only where they change what runs.
 Added: the fingerprint of the data actually used (`data`: the corpus content hash, the hash of
 the token ids, so of the tokenizer's vocabulary, and the vocabulary size) and of out-of-tree
 code (`code`). The data fingerprint needs the corpus: it is loaded once per distinct data
@@ -84,6 +85,7 @@ def identity(d: dict, code: dict[str, str]) -> dict[str, Any]:
         d[section].pop(name, None)
     d["train"]["device"] = resolved_device(d["train"]["device"])
     d["train"]["threads"] = d["train"]["threads"] or 1
+    _runtime_defaults(d["train"])
     init_from = d["train"].pop("init_from", "")  # absent when unset: ids stay as they were
     if init_from.startswith("trial:"):  # another trial's id (ablate.core.stages): its files
         from ablate.core.stages import ref_id  # do not exist before it runs
@@ -100,6 +102,22 @@ def identity(d: dict, code: dict[str, str]) -> dict[str, Any]:
     if code:
         d["code"] = code
     return d
+
+
+def _runtime_defaults(train: dict) -> None:
+    """Drop `train.compile`, `optimizer_impl` and `tf32` (ablate.core.runtime) at their defaults,
+    so trials that leave them unset keep their ids: compile off, the kernels that `auto` picks
+    on the resolved device (spelled out or not), TF32 on, or any TF32 on the CPU (a no-op)."""
+    from ablate.core.runtime import resolved_impl
+
+    device_type = train["device"].split(":")[0]
+    if not train.get("compile", False):
+        train.pop("compile", None)
+    impl = train.pop("optimizer_impl", "auto")
+    if resolved_impl(impl, device_type) != resolved_impl("auto", device_type):
+        train["optimizer_impl"] = impl
+    if train.pop("tf32", True) is False and device_type == "cuda":
+        train["tf32"] = False
 
 
 def identity_hash(d: dict, code: dict[str, str]) -> str:

@@ -8,7 +8,7 @@ import json
 import os
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -16,7 +16,7 @@ import torch
 
 from ablate import registry
 from ablate.core import data as data_mod
-from ablate.core import distributed
+from ablate.core import distributed, runtime
 from ablate.core.checkpoint import CHECKPOINT, read_checkpoint, save_state, set_rng_state
 from ablate.core.config import Config, config_hash, replace, to_yaml
 from ablate.core.fsio import atomic_write_text
@@ -98,6 +98,7 @@ class Trial:
     ranks: distributed.Ranks = distributed.Ranks()
     forward: torch.nn.Module | None = None  # what training forwards call: DDP or the model
     log_f: IO[str] | None = None  # metrics.jsonl, opened once the resume point is known
+    runtime: dict[str, Any] = field(default_factory=dict)  # TF32, AdamW kernels, compile: as run
 
     def emit(self, record: dict) -> None:
         """Append one record to metrics.jsonl and hand it to every callback (rank 0 only)."""
@@ -143,13 +144,20 @@ def setup(cfg: Config, out: Path, callbacks: Sequence[Callback] = ()) -> Trial:
     ranks = distributed.init(tc.distributed, cfg.data.batch_size, device)
     device = distributed.rank_device(device, ranks)
     random.seed(tc.seed)
+    tf32 = runtime.set_tf32(tc.tf32, device)
     corpus, model, precision = build(cfg, device, out)
     forward = distributed.wrap(model, ranks, device)  # FSDP: the optimizer gets the shards
     opt = precision.build_optimizer(
-        param_groups(model, tc.weight_decay), lr=tc.lr, betas=(tc.beta1, tc.beta2)
+        param_groups(model, tc.weight_decay),
+        lr=tc.lr,
+        betas=(tc.beta1, tc.beta2),
+        **runtime.adamw_kwargs(tc.optimizer_impl, device),
     )
+    runtime.check_impl(opt, tc.optimizer_impl)
+    forward = runtime.compiled(forward, tc.compile)
     if ranks.main:
         atomic_write_text(out / "config.yaml", to_yaml(cfg))
     comps = list(components(model))
     callbacks = callbacks if ranks.main else ()
-    return Trial(cfg, out, device, corpus, model, precision, opt, comps, callbacks, ranks, forward)
+    built = (cfg, out, device, corpus, model, precision, opt, comps, callbacks, ranks, forward)
+    return Trial(*built, runtime=runtime.record(tc, opt, tf32))

@@ -92,6 +92,8 @@ class AutocastPrecision(Precision):
     def build_optimizer(self, param_groups: list[dict], **adamw: Any) -> torch.optim.Optimizer:
         if self.cfg.moment_dtype == "float32":
             return torch.optim.AdamW(param_groups, **adamw)
+        # ablate.nn.optim.AdamW has one kernel (a loop over parameters): no fused/foreach choice
+        adamw = {k: v for k, v in adamw.items() if k not in ("fused", "foreach")}
         return AdamW(param_groups, moment_dtype=MOMENT_DTYPES[self.cfg.moment_dtype], **adamw)
 
     def summary(self) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from ablate import registry
+from ablate.core import runtime
 from ablate.core.checkpoint import CHECKPOINT, rng_state, set_rng_state
 from ablate.core.config import config_hash
 from ablate.core.fsio import atomic_write, atomic_write_text
@@ -111,7 +112,10 @@ def run_post(run: Trial, interrupted: Any = None, resume: bool = True) -> dict[s
         ctx.stage_idx, ctx.stage_cfg = i, scfg
         stage = registry.build(scfg, ctx)
         groups = param_groups(run.model, scfg.weight_decay)
-        ctx.opt = run.precision.build_optimizer(groups, lr=scfg.lr, betas=(tc.beta1, tc.beta2))
+        impl = runtime.adamw_kwargs(tc.optimizer_impl, run.device)
+        ctx.opt = run.precision.build_optimizer(
+            groups, lr=scfg.lr, betas=(tc.beta1, tc.beta2), **impl
+        )
         start = 0
         if state and i == state["stage"]:
             ctx.opt.load_state_dict(state["optimizer"])
