@@ -1,23 +1,18 @@
 """GPU-hours and cost of a token budget from training FLOPs per token, a peak and an MFU.
 
 hours = tokens * train FLOPs per token / (MFU * peak FLOP/s) / 3600; the inverse gives the MFU
-that measured hours imply. Peaks are dense (no 2:4 sparsity) tensor-core FLOP/s of the SXM
-parts from the vendors' datasheets; H800 and H200 share the H100's compute.
+that measured hours imply. Peaks (`ablate.accounting.peaks`) are dense (no 2:4 sparsity)
+tensor-core FLOP/s of the SXM parts from the vendors' datasheets.
 """
 
 from __future__ import annotations
 
 import re
 
+from ablate.accounting.peaks import PEAKS
+
 SECONDS_PER_HOUR = 3600.0
 DEFAULT_PRICE = 2.0  # dollars per GPU-hour (DeepSeek-V3 §1's H800 rental price)
-# GPU -> {dtype: peak dense FLOP/s}
-PEAKS: dict[str, dict[str, float]] = {
-    "h800": {"bf16": 989.4e12, "fp8": 1978.9e12},
-    "h100": {"bf16": 989.4e12, "fp8": 1978.9e12},
-    "h200": {"bf16": 989.4e12, "fp8": 1978.9e12},
-    "a100": {"bf16": 312e12},
-}
 _SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
 
 

@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from ablate.accounting.params import EMBEDDING, Part, build_meta, count_params
+from ablate.accounting.params import EMBEDDING, Part, build_meta, count_params, totals
 from ablate.interfaces import MTP, Attention, own_parameters
 
 NOT_MATMUL = (EMBEDDING, "norm")  # groups whose parameters are read, not multiplied
@@ -90,16 +90,22 @@ def count_flops(model: nn.Module, parts: list[Part], context: int) -> dict[str, 
 
 def trial_flops(cfg, tokens: int) -> dict[str, float]:
     """Training FLOPs of a trial: per token at context `data.seq_len` (main and MTP sections,
-    forward + backward) and that times `tokens` trained. `cfg.model.vocab_size` must be set.
+    forward + backward) and that times `tokens` trained, with the activated parameters per
+    token they come from. `cfg.model.vocab_size` must be set.
 
     {} with a warning where the model cannot be counted on the meta device (a plugin whose
     build or forward needs real tensors): a finished trial keeps its results either way.
     """
     try:
         model = build_meta(cfg)
-        fl = count_flops(model, count_params(model), cfg.data.seq_len)
+        parts = count_params(model)
+        fl = count_flops(model, parts, cfg.data.seq_len)
     except (RuntimeError, NotImplementedError, ValueError) as e:
         warnings.warn(f"training FLOPs not counted (meta-device build failed: {e})", stacklevel=2)
         return {}
     per_token = sum(f.train for f in fl.values())
-    return {"train_flops_per_token": per_token, "train_flops": per_token * tokens}
+    return {
+        "activated_params": totals(parts)[1],  # main section, as `ablate inspect` counts them
+        "train_flops_per_token": per_token,
+        "train_flops": per_token * tokens,
+    }

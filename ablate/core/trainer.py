@@ -18,11 +18,10 @@ from typing import Any
 
 import torch
 
-from ablate.accounting.flops import trial_flops
 from ablate.core import data as data_mod
-from ablate.core import distributed, repro
+from ablate.core import distributed, repro, throughput
 from ablate.core.checkpoint import CHECKPOINT, truncate_metrics
-from ablate.core.config import Config, code_fingerprints, config_hash, replace
+from ablate.core.config import Config, code_fingerprints, config_hash
 from ablate.core.evaluate import collect_metrics, evaluate, final_metrics
 from ablate.core.fsio import atomic_write_text
 from ablate.core.interrupt import InterruptFlag
@@ -261,6 +260,7 @@ def _summary(
     run: Trial, prog: _Progress, final: dict, t_start: float, memory: PeakMemory
 ) -> dict[str, Any]:
     model, tps = run.model, prog.tokens_per_s()
+    tps = tps if tps is not None else prog.logged_tps
     last_eval = prog.last_eval if prog.status == "done" else {}  # diverged: no val result
     return {
         "status": prog.status,
@@ -272,11 +272,11 @@ def _summary(
         "train_loss": prog.loss,
         "val_loss": last_eval.get("val_loss"),
         "val_ppl": last_eval.get("val_ppl"),
-        "tokens_per_s": tps if tps is not None else prog.logged_tps,
+        "tokens_per_s": tps,
         "num_params": model.num_params(),
         "num_params_non_embedding": model.num_params(non_embedding=True),
-        # forward + backward FLOPs per token at data.seq_len, x tokens trained (ablate inspect's)
-        **trial_flops(replace(run.cfg, model=model.cfg), prog.step * _tokens_per_step(run.cfg)),
+        # FLOPs per token (ablate inspect's), x tokens trained, achieved FLOP/s, MFU
+        **throughput.figures(run, prog.step * _tokens_per_step(run.cfg), tps),
         **memory.summary(run.device),  # this process's part of the trial: ablate.core.memory
         "wall_s": time.perf_counter() - t_start,
         "resumed_from": prog.start,
@@ -285,6 +285,7 @@ def _summary(
         "vocab_size": model.cfg.vocab_size,
         "metrics": {**prog.last_metrics, **last_eval, **final},
         "precision": run.precision.summary(),
+        "runtime": run.runtime,  # TF32 (None off CUDA), AdamW kernels, compile: ablate.core.runtime
         **weight_quant_summary(run, last_eval),  # eval.weight_quant; {} when none is listed
         "data": run.corpus.info,
         **{k: v for k, v in repro.git_info().items() if k != "git_diff"},

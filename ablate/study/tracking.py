@@ -31,6 +31,11 @@ SUMMARY_KEYS = (
     "num_params",
     "num_params_non_embedding",
     *memory.KEYS,  # the one the trial recorded: how its peak memory was measured
+    # compute figures (ablate.core.throughput); mfu None where the device's peak is not known
+    "activated_params",
+    "train_flops_per_token",
+    "achieved_flops_per_s",
+    "mfu",
     "wall_s",
     "git_rev",
     "git_dirty",

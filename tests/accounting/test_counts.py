@@ -98,6 +98,7 @@ def test_trial_flops_are_train_flops_per_token_times_tokens():
     meta = build_meta(cfg)
     per_token = sum(f.train for f in count_flops(meta, count_params(meta), T).values())
     assert trial_flops(cfg, 1000) == {
+        "activated_params": totals(count_params(meta))[1],
         "train_flops_per_token": per_token,
         "train_flops": per_token * 1000,
     }
