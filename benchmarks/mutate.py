@@ -53,7 +53,7 @@ MUTANTS = [
     ),
     Mutant(
         "fp8_wgrad_scales_reshaped",
-        "kernels/fp8_quant.py",
+        "kernels/fp8_ref.py",
         "return q.t().contiguous(), s.t().contiguous()",
         "return q.t().contiguous(), s.reshape(s.shape[1], s.shape[0])",
         ("tests/components/precision/test_fp8_grads.py",),

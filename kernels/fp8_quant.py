@@ -21,17 +21,22 @@ import torch
 import triton
 import triton.language as tl
 
-FP8_E4M3_MAX = 448.0  # largest finite float8_e4m3fn value
-AMAX_MIN = 1e-4  # amax floor: an all-zero tile gets s = AMAX_MIN / 448, never 0 or NaN
-# Gradient floor: far below any real gradient tile (small models: 1e-6..1e-5, and a loss scaled
-# by 1e-3 moves them to 1e-9..1e-8), so no scale is pinned and underflow does not depend on the
-# loss normalisation; s = 1e-12 / 448 is still a normal fp32 number, so ue8m0 rounding on the bits
-# stays exact (the fp32 min normal itself would give a subnormal s).
-GRAD_AMAX_MIN = 1e-12
-AMAX_MIN_LOWEST = FP8_E4M3_MAX * 2.0**-126  # smallest floor whose scale is a normal fp32
-TILE = 128  # tile length along the scaled dimension
-FP8 = torch.float8_e4m3fn
-SCALE_FMTS = (None, "ue8m0")
+from kernels.fp8_ref import (  # noqa: F401  (re-exported: the format and references)
+    AMAX_MIN,
+    AMAX_MIN_LOWEST,
+    FP8,
+    FP8_E4M3_MAX,
+    GRAD_AMAX_MIN,
+    SCALE_FMTS,
+    TILE,
+    act_quant_ref,
+    act_quant_t_ref,
+    check_floor,
+    check_fmt,
+    dequant_ref,
+    quant_tiles_ref,
+    weight_quant_ref,
+)
 
 _MODE_ROW, _MODE_COL_T, _MODE_BLOCK = 0, 1, 2  # 1x128 tiles, 128x1 transposed, 128x128 blocks
 _ROWS_PER_PROGRAM = 32  # rows of 1x128 tiles handled by one program
@@ -129,12 +134,6 @@ def check_device(x: torch.Tensor, name: str) -> None:
         )
 
 
-def _check_fmt(scale_fmt: str | None) -> bool:
-    if scale_fmt not in SCALE_FMTS:
-        raise ValueError(f"scale_fmt must be one of {SCALE_FMTS}, got {scale_fmt!r}")
-    return scale_fmt == "ue8m0"
-
-
 def _launch(
     x2: torch.Tensor,
     q: torch.Tensor,
@@ -163,12 +162,6 @@ def _launch(
     )
 
 
-def _check_floor(amax_min: float) -> float:
-    if not AMAX_MIN_LOWEST <= amax_min <= FP8_E4M3_MAX:
-        raise ValueError(f"amax_min must be in [{AMAX_MIN_LOWEST:.3g}, 448], got {amax_min}")
-    return float(amax_min)
-
-
 def act_quant(
     x: torch.Tensor, scale_fmt: str | None = None, amax_min: float = AMAX_MIN
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -183,13 +176,13 @@ def act_quant(
         q (*lead, K) float8_e4m3fn and s (*lead, ceil(K/128)) float32.
     """
     _check_input(x, "x")
-    pow2 = _check_fmt(scale_fmt)
+    pow2 = check_fmt(scale_fmt)
     x2 = x.reshape(-1, x.shape[-1])
     q = torch.empty(x.shape, dtype=FP8, device=x.device)
     s = torch.empty(
         *x.shape[:-1], triton.cdiv(x.shape[-1], TILE), dtype=torch.float32, device=x.device
     )
-    _launch(x2, q, s, _MODE_ROW, _ROWS_PER_PROGRAM, TILE, pow2, _check_floor(amax_min))
+    _launch(x2, q, s, _MODE_ROW, _ROWS_PER_PROGRAM, TILE, pow2, check_floor(amax_min))
     return q, s
 
 
@@ -205,11 +198,11 @@ def act_quant_t(
         q (K, M) float8_e4m3fn (= quantized x^T) and s (K, ceil(M/128)) float32.
     """
     _check_input(x, "x", ndim=2)
-    pow2 = _check_fmt(scale_fmt)
+    pow2 = check_fmt(scale_fmt)
     rows, cols = x.shape
     q = torch.empty(cols, rows, dtype=FP8, device=x.device)
     s = torch.empty(cols, triton.cdiv(rows, TILE), dtype=torch.float32, device=x.device)
-    _launch(x, q, s, _MODE_COL_T, TILE, _COLS_PER_PROGRAM, pow2, _check_floor(amax_min))
+    _launch(x, q, s, _MODE_COL_T, TILE, _COLS_PER_PROGRAM, pow2, check_floor(amax_min))
     return q, s
 
 
@@ -222,7 +215,7 @@ def weight_quant(
         q (N, K) float8_e4m3fn and s (ceil(N/128), ceil(K/128)) float32.
     """
     _check_input(w, "w", ndim=2)
-    pow2 = _check_fmt(scale_fmt)
+    pow2 = check_fmt(scale_fmt)
     q = torch.empty(w.shape, dtype=FP8, device=w.device)
     s = torch.empty(
         triton.cdiv(w.shape[0], TILE),
@@ -230,82 +223,5 @@ def weight_quant(
         dtype=torch.float32,
         device=w.device,
     )
-    _launch(w, q, s, _MODE_BLOCK, TILE, TILE, pow2, _check_floor(amax_min))
+    _launch(w, q, s, _MODE_BLOCK, TILE, TILE, pow2, check_floor(amax_min))
     return q, s
-
-
-# ----------------------------------------------------------------------------- references
-
-
-def _pow2_ceil(s: torch.Tensor) -> torch.Tensor:
-    """2^ceil(log2 s) for positive normal fp32 s, computed on the bits (exact)."""
-    bits = s.view(torch.int32)
-    up = ((bits >> 23) + ((bits & 0x7FFFFF) != 0).to(torch.int32)) << 23
-    return up.view(torch.float32)
-
-
-def quant_tiles_ref(
-    x: torch.Tensor,
-    block: tuple[int, int],
-    scale_fmt: str | None = None,
-    amax_min: float = AMAX_MIN,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Quantize a 2-D tensor in (br, bc) tiles of any size (a tile as wide as a dim is per row
-    or per column, one as large as the tensor is per tensor); zero padding never changes an amax.
-
-    Returns:
-        q (R, C) float8_e4m3fn and s (ceil(R/br), ceil(C/bc)) float32.
-    """
-    pow2 = _check_fmt(scale_fmt)
-    amax_min = _check_floor(amax_min)
-    (rows, cols), (br, bc) = x.shape, block
-    nr, nc = -(-rows // br), -(-cols // bc)
-    if rows % br or cols % bc:
-        xp = torch.zeros(nr * br, nc * bc, dtype=torch.float32, device=x.device)
-        xp[:rows, :cols] = x
-    else:  # no padding needed: tile a view (the emulation's hot path)
-        xp = x.float()
-    tiles = xp.reshape(nr, br, nc, bc)
-    s = tiles.abs().amax(dim=(1, 3)).clamp_min(amax_min) / FP8_E4M3_MAX  # (nr, nc)
-    if pow2:
-        s = _pow2_ceil(s)
-    q = (tiles / s[:, None, :, None]).clamp(-FP8_E4M3_MAX, FP8_E4M3_MAX).to(FP8)
-    return q.view(nr * br, nc * bc)[:rows, :cols].contiguous(), s
-
-
-def act_quant_ref(x: torch.Tensor, scale_fmt: str | None = None, amax_min: float = AMAX_MIN):
-    """PyTorch reference of `act_quant` (1x128 tiles along the last dim)."""
-    q, s = quant_tiles_ref(x.reshape(-1, x.shape[-1]), (1, TILE), scale_fmt, amax_min)
-    return q.view(x.shape), s.view(*x.shape[:-1], -1)
-
-
-def act_quant_t_ref(x: torch.Tensor, scale_fmt: str | None = None, amax_min: float = AMAX_MIN):
-    """PyTorch reference of `act_quant_t` (128x1 tiles of x, returned as x^T in 1x128)."""
-    # tile in place: no strided reductions
-    q, s = quant_tiles_ref(x, (TILE, 1), scale_fmt, amax_min)
-    return q.t().contiguous(), s.t().contiguous()
-
-
-def weight_quant_ref(w: torch.Tensor, scale_fmt: str | None = None, amax_min: float = AMAX_MIN):
-    """PyTorch reference of `weight_quant` (128x128 blocks)."""
-    return quant_tiles_ref(w, (TILE, TILE), scale_fmt, amax_min)
-
-
-def dequant_ref(q: torch.Tensor, s: torch.Tensor, block: tuple[int, int] = (1, TILE)):
-    """x ~= q * s with s broadcast over (br, bc) tiles of the last two dims; fp32 out.
-
-    `block` is (1, 128) for activation tiles and (128, 128) for weight blocks. Pure torch,
-    exact, so the FP8 linear also uses it on GPUs to re-tile cached activations.
-    """
-    if q.dim() == 1:
-        return dequant_ref(q[None], s[None], block)[0]
-    br, bc = block
-    rows, cols = q.shape[-2:]
-    if cols % bc == 0 and rows % br == 0:  # broadcast over a tiled view, no expanded scales
-        lead = q.shape[:-2]
-        tiles = q.float().reshape(*lead, rows // br, br, cols // bc, bc)
-        return (tiles * s[..., :, None, :, None]).reshape(q.shape)
-    full = s.repeat_interleave(bc, dim=-1)[..., :cols]
-    if br > 1:
-        full = full.repeat_interleave(br, dim=-2)[..., :rows, :]
-    return q.float() * full

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import torch
 
-TILE = 128  # DeepSeek-V3 tile length (kernels.fp8_quant.TILE; kernels are imported lazily)
-ACT_AMAX_MIN = 1e-4  # kernels.fp8_quant.AMAX_MIN: DeepSeek's inference activation floor
-GRAD_AMAX_MIN = 1e-12  # kernels.fp8_quant.GRAD_AMAX_MIN: training gradient floor (see there)
+TILE = 128  # DeepSeek-V3 tile length (kernels.fp8_ref.TILE; kernels are imported lazily)
+ACT_AMAX_MIN = 1e-4  # kernels.fp8_ref.AMAX_MIN: DeepSeek's inference activation floor
+GRAD_AMAX_MIN = 1e-12  # kernels.fp8_ref.GRAD_AMAX_MIN: training gradient floor (see there)
 GRANULARITIES = ("block", "per_token", "per_tensor")
 ACCUMS = ("ideal", "limited")
 
@@ -65,7 +65,7 @@ def _cdiv(a: int, b: int) -> int:
 
 def _coarse(x: torch.Tensor, tile: tuple[int, int], fmt, floor, rows: int, cols: int):
     """x in `tile`-sized tiles (pure torch on both backends), scales repeated to (rows, cols)."""
-    from kernels.fp8_quant import quant_tiles_ref
+    from kernels.fp8_ref import quant_tiles_ref
 
     q, s = quant_tiles_ref(x, tile, fmt, floor)
     return q, s.expand(rows if s.shape[0] == 1 else s.shape[0], cols).contiguous()
