@@ -21,7 +21,7 @@ from ablate.report.formats import format_ladder
 from ablate.report.ladder import COMPUTE_KEY, ladder_of, ladder_section
 from ablate.report.precision_table import precision_table
 from ablate.report.speed import load_speed, not_measured, speed_section
-from ablate.report.table import SHOWN_METRICS, ablation_table, metric, shown_arms
+from ablate.report.table import SHOWN_METRICS, ablation_table, compute_keys, metric, shown_arms
 from ablate.report.verdicts import baselines
 from ablate.study.ledger import Ledger
 
@@ -145,13 +145,17 @@ CSV_FIELDS = (
 def write_csv(path: Path, trials: list[dict], meta: dict | None = None) -> None:
     """One row per trial: identity, its ladder rung, state and every scalar metric (atomic)."""
     cells = ladder_of(meta or {}).get("cells", {})
-    extra = memory.recorded([t["summary"] or {} for t in trials]) + sorted(
-        {
-            k
-            for t in trials
-            for k, v in (t["summary"].get("metrics") or {}).items()
-            if isinstance(v, (int, float)) and k not in SHOWN_METRICS
-        }
+    extra = (
+        memory.recorded([t["summary"] or {} for t in trials])
+        + compute_keys(trials)
+        + sorted(
+            {
+                k
+                for t in trials
+                for k, v in (t["summary"].get("metrics") or {}).items()
+                if isinstance(v, (int, float)) and k not in SHOWN_METRICS
+            }
+        )
     )
     f = io.StringIO(newline="")
     w = csv.DictWriter(f, fieldnames=[*CSV_FIELDS, *extra])

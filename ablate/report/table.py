@@ -20,6 +20,9 @@ from ablate.report.verdicts import Metric, baselines, verdicts
 
 FAMILY_RE = re.compile(r"^(.+)/(\d+)$")  # `expert_load/3`: index 3 of a per-index family
 SHOWN_METRICS = ("val_loss", "val_ppl")  # already in the table as dedicated columns
+# top-level summary figures of what a trial computes (ablate.core.throughput); mfu only where
+# the device's peak is known
+COMPUTE_COLS = ("activated_params", "train_flops_per_token", "achieved_flops_per_s", "mfu")
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -99,16 +102,32 @@ def _value_keys(
     return keys
 
 
+def compute_keys(trials: list[dict]) -> list[str]:
+    """The summary's compute figures (`COMPUTE_COLS`) any trial recorded as a number."""
+    return [
+        k
+        for k in COMPUTE_COLS
+        if any(isinstance((t["summary"] or {}).get(k), (int, float)) for t in trials)
+    ]
+
+
 def _metric_keys(trials: list[dict]) -> list[str]:
-    """The peak-memory figure(s) and the scalar component metrics any trial recorded, per-index
-    families excluded."""
-    return memory.recorded([t["summary"] or {} for t in trials]) + sorted(
-        {
-            k
-            for t in trials
-            for k, v in (t["summary"].get("metrics") or t["metrics"].get("metrics") or {}).items()
-            if isinstance(v, (int, float)) and k not in SHOWN_METRICS and not FAMILY_RE.match(k)
-        }
+    """The peak-memory figure(s), the compute figures and the scalar component metrics any
+    trial recorded, per-index families excluded."""
+    summaries = [t["summary"] or {} for t in trials]
+    return (
+        memory.recorded(summaries)
+        + compute_keys(trials)
+        + sorted(
+            {
+                k
+                for t in trials
+                for k, v in (
+                    t["summary"].get("metrics") or t["metrics"].get("metrics") or {}
+                ).items()
+                if isinstance(v, (int, float)) and k not in SHOWN_METRICS and not FAMILY_RE.match(k)
+            }
+        )
     )
 
 
