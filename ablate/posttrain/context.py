@@ -7,6 +7,7 @@ stage samples what an uninterrupted one would. Shapes: B rows (prompts x samples
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,14 +84,22 @@ class PostContext:
         return total_B, parts
 
     def optimizer_step(self, loss: torch.Tensor) -> float:
-        """Backward, clip (stage's grad_clip), step and zero the grads; the grad norm."""
-        loss.backward()
-        clip = self.stage_cfg.grad_clip
-        params = [p for p in self.model.parameters() if p.grad is not None]
-        norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
-        self.opt.step()
+        """Backward, clip (stage's grad_clip), step and zero the grads; the grad norm.
+
+        Under the precision's loss scaling (fp16) as in pre-training: the scaled loss is
+        backpropagated and the gradients unscaled before clipping; on an inf/nan gradient the
+        step is skipped (grad norm nan) and the scale backs off."""
+        self.precision.scale_loss(loss).backward()
+        overflow = self.precision.unscale_grads(self.model)
+        self.precision.update(overflow)
+        norm = math.nan
+        if not overflow:
+            clip = self.stage_cfg.grad_clip
+            params = [p for p in self.model.parameters() if p.grad is not None]
+            norm = float(torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else math.inf))
+            self.opt.step()
         self.opt.zero_grad(set_to_none=True)
-        return float(norm)
+        return norm
 
     def rollout_metrics(self, ro: Rollout, reward_B: torch.Tensor) -> dict[str, float]:
         """What R1 plots per step: reward, accuracy, response length, formatted share."""

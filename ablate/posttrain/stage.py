@@ -62,6 +62,7 @@ def _save(run: Trial, ctx: PostContext, component, done: bool, **where: Any) -> 
         "model": {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()},
         "optimizer": ctx.opt.state_dict(),
         "stage_state": component.state_dict(),
+        "precision": run.precision.state_dict(),  # fp16's loss scale
         "rng": rng_state(),
         "done": done,
         **where,
@@ -120,6 +121,7 @@ def run_post(run: Trial, interrupted: Any = None, resume: bool = True) -> dict[s
         if state and i == state["stage"]:
             ctx.opt.load_state_dict(state["optimizer"])
             stage.load_state_dict(state["stage_state"])
+            run.precision.load_state_dict(state.get("precision") or run.precision.state_dict())
             set_rng_state(state["rng"])
             start, state = state["stage_step"], None
         else:
@@ -133,6 +135,7 @@ def run_post(run: Trial, interrupted: Any = None, resume: bool = True) -> dict[s
             last = i == active[-1] and s == stage.num_steps
             row = {"step": tc.steps + post_step, "post_step": post_step, "post_stage": i}
             if post_step % post.log_every == 0 or s == stage.num_steps:
+                out = {**out, **run.precision.metrics()}  # fp16: loss scale, skipped steps
                 run.emit({**row, "post_lr": lr, **{f"post_{k}": v for k, v in out.items()}})
             if post_step % post.eval_every == 0 or last:
                 last_eval = evaluate(ctx)

@@ -64,8 +64,6 @@ class FP16(AutocastPrecision):
                 raise ValueError(f"{key}.growth_interval={self.growth_interval}: must be >= 1")
             if any(not p for p in self.skip):
                 raise ValueError(f"{key}.skip patterns must be non-empty strings")
-            if root.post.active():  # the post-training loop calls no loss-scaling hook
-                raise ValueError(f"{key}.name=fp16 has no loss scaling in post.stages: use bf16")
 
     def __init__(self, cfg: Config, device: torch.device) -> None:
         super().__init__(cfg, device)

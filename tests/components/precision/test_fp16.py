@@ -239,3 +239,76 @@ def test_weight_bytes_per_param_as_read(backend):
     model = kept.apply(Transformer(tiny_model_config()))
     head = model.head.weight.numel()
     assert kept.bytes_per_param == (2 * (low - head) + 4 * (total - low + head)) / total
+
+
+ADDITION = REPO / "sweeps" / "base" / "addition.yaml"
+POST_INJECT_AT = 3  # the post-training backward that gets an inf gradient
+
+
+def test_post_training_in_fp16_skips_an_overflow_and_resumes_its_scale(tmp_path, monkeypatch):
+    """SFT after pre-training, in fp16: the loss is scaled, a forced inf gradient skips that
+    update and halves the scale, and a resume from the post checkpoint keeps the scale."""
+    overrides = [
+        "model.dim=32",
+        "model.num_layers=1",
+        "data.dataset.num_train=500",
+        "train.steps=4",
+        "train.eval_every=4",
+        "train.threads=1",
+        "tracking.wandb=disabled",
+        "train.precision.name=fp16",
+        "post.stages=[{name: sft, steps: 6, batch_size: 4}]",
+        "post.log_every=1",
+        "post.eval_every=6",
+        "post.checkpoint_every=2",
+        "post.eval_prompts=4",
+        "post.eval_samples=1",
+        "post.max_new_tokens=8",
+    ]
+    cfg = load_config(ADDITION, overrides)
+    apply, calls = FP16.apply, []
+
+    def apply_with_hook(self, model):
+        model = apply(self, model)
+
+        def inject(grad):  # backwards 1-4 pre-train; the hook counts post-training's from 5
+            calls.append(1)
+            return torch.full_like(grad, math.inf) if len(calls) == 4 + POST_INJECT_AT else grad
+
+        model.blocks[0].ffn_norm.weight.register_hook(inject)
+        return model
+
+    monkeypatch.setattr(FP16, "apply", apply_with_hook)
+    summary = train(cfg, tmp_path / "a")
+    assert summary["status"] == "done" and summary["metrics"]["post_steps"] == 6
+    rows = _post_rows(tmp_path / "a")
+    assert [r["post_num_skipped_steps"] for r in rows] == [0, 0, 1, 1, 1, 1]
+    assert [r["post_loss_scale"] for r in rows] == [65536.0] * 2 + [32768.0] * 4
+    assert math.isnan(rows[2]["post_grad_norm"]) and math.isfinite(rows[3]["post_grad_norm"])
+    assert all(math.isfinite(r["post_loss"]) for r in rows)
+    # the same trial crashing after the post checkpoint at step 4 resumes with its scale
+    import components.posttrain.sft as sft
+
+    real, steps = sft.SFT.step, []
+
+    def crash_once(self, step):
+        steps.append(step)
+        if len(steps) == 5:
+            raise RuntimeError("simulated crash")
+        return real(self, step)
+
+    calls.clear()
+    monkeypatch.setattr(sft.SFT, "step", crash_once)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(cfg, tmp_path / "b")
+    calls[:] = [1] * 99  # the resumed run injects nothing more; its rows must still match
+    train(cfg, tmp_path / "b")
+    keys = ("post_step", "post_loss", "post_loss_scale", "post_num_skipped_steps")
+    assert [[r[k] for k in keys] for r in _post_rows(tmp_path / "b")] == [
+        [r[k] for k in keys] for r in rows
+    ]
+
+
+def _post_rows(out: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if "post_loss" in r]
