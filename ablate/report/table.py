@@ -20,8 +20,7 @@ from ablate.report.verdicts import Metric, baselines, verdicts
 
 FAMILY_RE = re.compile(r"^(.+)/(\d+)$")  # `expert_load/3`: index 3 of a per-index family
 SHOWN_METRICS = ("val_loss", "val_ppl")  # already in the table as dedicated columns
-# top-level summary figures of what a trial computes (ablate.core.throughput); mfu only where
-# the device's peak is known
+# top-level summary figures (ablate.core.throughput); mfu only where the device peak is known
 COMPUTE_COLS = ("activated_params", "train_flops_per_token", "achieved_flops_per_s", "mfu")
 
 
