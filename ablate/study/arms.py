@@ -6,6 +6,7 @@ into the nested layer that config layering merges.
 
 from __future__ import annotations
 
+import difflib
 import itertools
 from typing import Any
 
@@ -29,6 +30,14 @@ def nest(dotted: dict[str, Any], src: str = "<sweep>", where: str = "") -> dict[
                 )
         node[leaf] = value
     return out
+
+
+def known_keys(section: dict, allowed, src: str, prefix: str, what: str) -> None:
+    """A ConfigError naming `<prefix><key>` and its close matches for a key not in `allowed`."""
+    for key in section:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), [str(a) for a in allowed])
+            raise ConfigError(src, f"{prefix}{key}", f"unknown {what}", close)
 
 
 def mapping(value: Any, src: str, key: str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import difflib
 from typing import Any
 
 from ablate.core.config import ConfigError
-from ablate.study.arms import mapping
+from ablate.study.arms import known_keys, mapping
 
 DEFAULT_VERDICT = {"metric": "val_loss", "goal": "min"}
 GOALS = ("min", "max")
@@ -22,14 +22,7 @@ def verdict(spec: dict, src: str) -> dict[str, str]:
     v = mapping(spec.get("verdict"), src, "verdict")
     if not v:
         return dict(DEFAULT_VERDICT)
-    for key in v:
-        if key not in ("metric", "goal"):
-            raise ConfigError(
-                src,
-                f"verdict.{key}",
-                "unknown verdict option",
-                difflib.get_close_matches(str(key), ("metric", "goal")),
-            )
+    known_keys(v, ("metric", "goal"), src, "verdict.", "verdict option")
     metric = v.get("metric", DEFAULT_VERDICT["metric"])
     if not isinstance(metric, str) or not metric.strip():
         raise ConfigError(src, "verdict.metric", f"expected a summary metric name, got {metric!r}")
@@ -53,14 +46,7 @@ def equivalence(spec: dict, src: str) -> dict[str, Any]:
     eq = mapping(spec.get("equivalence"), src, "equivalence")
     if not eq:
         return {}
-    for key in eq:
-        if key not in ("margin", "relative"):
-            raise ConfigError(
-                src,
-                f"equivalence.{key}",
-                "unknown equivalence option",
-                difflib.get_close_matches(str(key), ("margin", "relative")),
-            )
+    known_keys(eq, ("margin", "relative"), src, "equivalence.", "equivalence option")
     margin = eq.get("margin")
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not margin > 0:
         raise ConfigError(src, "equivalence.margin", f"expected a number > 0, got {margin!r}")

@@ -26,7 +26,7 @@ from ablate.core.config import (
 )
 from ablate.core.identity import differing_keys
 from ablate.core.preflight import preflight
-from ablate.study.arms import expand_arms, mapping, nest
+from ablate.study.arms import expand_arms, known_keys, mapping, nest
 from ablate.study.claims import equivalence, paper, verdict
 from ablate.study.ladder import expand_ladder
 from ablate.study.speed_spec import BenchSpec, bench_spec
@@ -163,14 +163,7 @@ def load_sweep(
         common.append(("", {"plugins": plugins}))
     common.append(("tracking", {"tracking": mapping(spec.get("tracking"), src, "tracking")}))
     report = mapping(spec.get("report"), src, "report")
-    for key in report:
-        if key not in ("dir", "title"):
-            raise ConfigError(
-                src,
-                f"report.{key}",
-                "unknown report option",
-                difflib.get_close_matches(str(key), ("dir", "title")),
-            )
+    known_keys(report, ("dir", "title"), src, "report.", "report option")
     arms, where, ladder = expand_ladder(spec, src, *expand_arms(spec, src))
     cells = ladder.cells() if ladder else {}  # a reference means its arm at the same rung
     rename = (lambda n, a: ladder.name(n, cells[a][1]) if n not in arms else n) if ladder else None

@@ -6,13 +6,12 @@ sweep file and key like every config error.
 
 from __future__ import annotations
 
-import difflib
 import re
 from pathlib import Path
 from typing import Any
 
 from ablate.core.config import ConfigError
-from ablate.study.arms import mapping
+from ablate.study.arms import known_keys, mapping
 
 TOP_KEYS = (
     "name",
@@ -50,11 +49,7 @@ def read_spec(path: Path) -> tuple[dict, str]:
 
     spec = read_yaml(path)
     src = str(path)
-    for key in spec:
-        if key not in TOP_KEYS:
-            raise ConfigError(
-                src, str(key), "unknown sweep key", difflib.get_close_matches(str(key), TOP_KEYS)
-            )
+    known_keys(spec, TOP_KEYS, src, "", "sweep key")
     for key in ("name", "base", "seeds", "budget", "baseline"):
         if key not in spec:
             raise ConfigError(src, key, "required sweep key is missing")

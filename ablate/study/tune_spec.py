@@ -15,11 +15,10 @@ tune:
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
 from ablate.core.config import ConfigError
-from ablate.study.arms import mapping
+from ablate.study.arms import known_keys, mapping
 
 KEYS = (
     "trials",
@@ -64,11 +63,7 @@ def tune_spec(raw: Any, src: str, seeds: tuple[int, ...]) -> dict[str, Any]:
     spec = mapping(raw, src, "tune")
     if not spec:
         return {}
-    for key in spec:
-        if key not in KEYS:
-            raise ConfigError(
-                src, f"tune.{key}", "unknown tune option", difflib.get_close_matches(str(key), KEYS)
-            )
+    known_keys(spec, KEYS, src, "tune.", "tune option")
     for key in ("trials", "budget", "lr"):
         if key not in spec:
             raise ConfigError(src, f"tune.{key}", "required tune key is missing")
