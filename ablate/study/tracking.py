@@ -112,7 +112,7 @@ def log_report(sweep, html_path: Path, csv_path: Path) -> str | None:
             group=sweep.name,
             job_type="report",
             name=f"{sweep.name}-report",
-            dir=str(sweep.run_dir),
+            dir=str(Path(sweep.run_dir).resolve()),  # absolute: see WandbCallback
             mode=t.wandb,
             tags=["report"],
             settings=wandb.Settings(

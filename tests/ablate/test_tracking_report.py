@@ -70,6 +70,9 @@ def test_report_is_logged_as_a_table_and_an_artifact_offline(tmp_path, monkeypat
     assert log_report(sweep, out / "index.html", out / "results.csv") is None
     assert added == [("wb-report", "index.html", "<html>report-marker</html>")]
     [run] = (sweep.run_dir / "wandb").glob("offline-run-*")
+    # the W&B service's own file is there too (a relative dir was resolved in the service's
+    # working directory, an earlier test's, when an earlier test had started it)
+    assert list(run.glob("run-*.wandb"))
     [table] = run.glob("files/media/table/results_*.table.json")
     logged = json.loads(table.read_text())
     assert logged["columns"] == ["arm", "seed", "val_loss"]
