@@ -211,7 +211,15 @@ def build_parser() -> argparse.ArgumentParser:
     tu.add_argument("sweep", help="sweep YAML file with a `tune:` section")
     tu.add_argument("overrides", nargs="*", help="Hydra-style overrides applied to every arm")
     for action in r._actions:  # the executor options of `run`
-        if action.dest in ("executor", "cpus", "gpus", "timeout_min", "partition", "address"):
+        if action.dest in (
+            "workers",
+            "executor",
+            "cpus",
+            "gpus",
+            "timeout_min",
+            "partition",
+            "address",
+        ):
             tu._add_action(action)
     tu.set_defaults(func=cmd_tune)
 

@@ -199,9 +199,15 @@ def final_sweep(sweep: Sweep, chosen: dict[str, dict[str, Any]]) -> Sweep:
 
 
 def tune_sweep(
-    sweep: Sweep, *, stream: TextIO | None = None, executor: str = "local", resources=None
+    sweep: Sweep,
+    *,
+    stream: TextIO | None = None,
+    executor: str = "local",
+    resources=None,
+    workers: int = 1,
 ) -> int:
-    """Tune every arm, then run the final trials; 1 if a final trial failed, else 0."""
+    """Tune every arm, then run the final trials (`workers` as `run_sweep`'s: 0 = as many as
+    the cores hold); 1 if a final trial failed, else 0."""
     from ablate.study.launch import ledger_path, run_sweep
     from ablate.study.ledger import Ledger
 
@@ -219,7 +225,9 @@ def tune_sweep(
         shown = ", ".join(f"{k}={v:.4g}" for k, v in s["chosen"].items())
         print(f"tune {arm}: chose {shown}", file=stream, flush=True)
     final = final_sweep(sweep, {a: s["chosen"] for a, s in summaries.items()})
-    status = run_sweep(final, executor=executor, resources=resources, stream=stream)
+    status = run_sweep(
+        final, workers=workers, executor=executor, resources=resources, stream=stream
+    )
     ledger = Ledger(ledger_path(final))
     try:
         ledger.set_meta("tune", {"space": sweep.tune["space"], "arms": summaries})

@@ -182,3 +182,23 @@ def test_report_shows_the_tuning_figure_per_arm(tuned):
     assert tune_chart({}, ["a"], {"a": "a"}) == []
     html = render(tuned.run_dir, tuned.report_dir).read_text()
     assert "Learning-rate tuning (Optuna)" in html
+
+
+def test_ablate_tune_passes_workers_to_the_final_runs(tuned, monkeypatch):
+    """`--workers N` (else $ABLATE_WORKERS, else 0: as many as the cores hold, like `ablate
+    run`) reaches the final runs; they ran in one process whatever the machine before."""
+    import ablate.study.launch as launch
+    from ablate.cli import main
+
+    seen = []
+    real = launch.run_sweep
+
+    def run_sweep(sweep, **kwargs):
+        seen.append(kwargs["workers"])
+        return real(sweep, **{**kwargs, "workers": 1})
+
+    monkeypatch.setattr(launch, "run_sweep", run_sweep)
+    assert main(["tune", str(tuned.path), "--workers", "2"]) == 0
+    monkeypatch.setenv("ABLATE_WORKERS", "0")
+    assert main(["tune", str(tuned.path)]) == 0
+    assert seen == [2, 0]
