@@ -232,6 +232,9 @@ def _run_held(
         file=stream,
         flush=True,
     )
+    if c["pending"]:  # runnable, yet no worker took them: never a silent success
+        print(f"sweep {sweep.name}: {c['pending']} runnable trial(s) were not run", file=stream)
+        return 1
     return 1 if c["failed"] else 0
 
 

@@ -40,10 +40,11 @@ class _Plain:
         return False
 
 
-def worker_main(
-    sweep_path: str, cli_overrides: list[str], threads: int, stop, faults, devices: str = ""
-) -> None:
-    """Entry point of a spawned worker process (SIGINT is ignored until here)."""
+def worker_main(sweep, threads: int, stop, faults, devices: str = "") -> None:
+    """Entry point of a spawned worker process (SIGINT is ignored until here).
+
+    `sweep` arrives pickled, exactly the parent's: its trials, not a re-expansion of the file
+    (a tuned sweep's final trials exist only in the parent's `Sweep`)."""
     if devices:  # before torch initialises CUDA: this worker sees only its own GPUs
         os.environ["CUDA_VISIBLE_DEVICES"] = devices
     os.setpgrp()  # the terminal's Ctrl-C now reaches only the parent, which forwards it
@@ -54,10 +55,9 @@ def worker_main(
         import torch
 
         from ablate.study.launch import loop
-        from ablate.study.sweep import load_sweep
 
         torch.set_num_threads(threads)
-        loop(load_sweep(sweep_path, cli_overrides), _Plain(sys.stderr), stop)
+        loop(sweep, _Plain(sys.stderr), stop)
     except KeyboardInterrupt:
         sys.exit(EXIT_INTERRUPTED)
     except StorageError as e:
@@ -112,7 +112,7 @@ def run(sweep, workers: int, gpus_per_worker: int = 0) -> None:
     threads = max(1, cores // workers)
     devices = gpu_slices(workers, gpus_per_worker)
     stop, faults = ctx.Event(), ctx.Queue()
-    args = (str(sweep.path), list(sweep.cli_overrides), threads, stop, faults)
+    args = (sweep, threads, stop, faults)
     presses = 0
 
     def on_sigint(signum, frame) -> None:  # only counts: the loop below acts (no locks here)

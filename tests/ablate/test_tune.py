@@ -184,21 +184,18 @@ def test_report_shows_the_tuning_figure_per_arm(tuned):
     assert "Learning-rate tuning (Optuna)" in html
 
 
-def test_ablate_tune_passes_workers_to_the_final_runs(tuned, monkeypatch):
-    """`--workers N` (else $ABLATE_WORKERS, else 0: as many as the cores hold, like `ablate
-    run`) reaches the final runs; they ran in one process whatever the machine before."""
+def test_ablate_tune_runs_its_final_trials_in_worker_processes(tuned, monkeypatch):
+    """`--workers 2` runs the final trials in two spawned workers, which get the parent's tuned
+    trials (re-expanding the file gave them the untuned ids: all 4 stayed pending, exit 0);
+    without the flag $ABLATE_WORKERS, else 0 (as many as the cores hold) as in `ablate run`."""
     import ablate.study.launch as launch
     from ablate.cli import main
 
-    seen = []
-    real = launch.run_sweep
-
-    def run_sweep(sweep, **kwargs):
-        seen.append(kwargs["workers"])
-        return real(sweep, **{**kwargs, "workers": 1})
-
-    monkeypatch.setattr(launch, "run_sweep", run_sweep)
     assert main(["tune", str(tuned.path), "--workers", "2"]) == 0
+    rows = Ledger(tuned.run_dir / "ledger.sqlite", readonly=True).rows()
+    assert len(rows) == 4 and {r["state"] for r in rows} == {"done"}
+    seen = []
+    monkeypatch.setattr(launch, "run_sweep", lambda sweep, **kw: seen.append(kw["workers"]) or 0)
     monkeypatch.setenv("ABLATE_WORKERS", "0")
     assert main(["tune", str(tuned.path)]) == 0
-    assert seen == [2, 0]
+    assert seen == [0]
