@@ -210,16 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     tu = sub.add_parser("tune", help="tune each arm (Optuna, `tune:` section), then run its seeds")
     tu.add_argument("sweep", help="sweep YAML file with a `tune:` section")
     tu.add_argument("overrides", nargs="*", help="Hydra-style overrides applied to every arm")
-    for action in r._actions:  # the executor options of `run`
-        if action.dest in (
-            "workers",
-            "executor",
-            "cpus",
-            "gpus",
-            "timeout_min",
-            "partition",
-            "address",
-        ):
+    shared = ("workers", "executor", "cpus", "gpus", "timeout_min", "partition", "address")
+    for action in r._actions:  # the worker, executor and benchmark options of `run`
+        if action.dest in (*shared, "no_bench"):
             tu._add_action(action)
     tu.set_defaults(func=cmd_tune)
 

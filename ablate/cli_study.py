@@ -72,7 +72,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
     check_writable(sweep.report_dir)
     res = Resources(**{f: getattr(args, f) for f in Resources.__dataclass_fields__})
     status = tune_sweep(
-        sweep, executor=args.executor, resources=res, workers=_workers(args.workers)
+        sweep,
+        executor=args.executor,
+        resources=res,
+        workers=_workers(args.workers),
+        bench=not args.no_bench,
     )
     path = render(sweep.run_dir, sweep.report_dir, sweep.report.get("title", ""))
     print(f"report: {path}")

@@ -205,9 +205,11 @@ def tune_sweep(
     executor: str = "local",
     resources=None,
     workers: int = 1,
+    bench: bool = False,
 ) -> int:
     """Tune every arm, then run the final trials (`workers` as `run_sweep`'s: 0 = as many as
-    the cores hold); 1 if a final trial failed, else 0."""
+    the cores hold) and, with `bench`, the speed benchmark of the final trials (`ablate run`'s
+    last phase); 1 if a final trial failed, else 0."""
     from ablate.study.launch import ledger_path, run_sweep
     from ablate.study.ledger import Ledger
 
@@ -233,4 +235,8 @@ def tune_sweep(
         ledger.set_meta("tune", {"space": sweep.tune["space"], "arms": summaries})
     finally:
         ledger.close()
+    if bench and final.bench.enabled:  # the report compares speed only from it
+        from ablate.study.speed import run_bench
+
+        print(f"speed: {run_bench(final)}", file=stream, flush=True)
     return status

@@ -186,16 +186,19 @@ def test_report_shows_the_tuning_figure_per_arm(tuned):
 
 def test_ablate_tune_runs_its_final_trials_in_worker_processes(tuned, monkeypatch):
     """`--workers 2` runs the final trials in two spawned workers, which get the parent's tuned
-    trials (re-expanding the file gave them the untuned ids: all 4 stayed pending, exit 0);
-    without the flag $ABLATE_WORKERS, else 0 (as many as the cores hold) as in `ablate run`."""
+    trials (re-expanding the file gave them the untuned ids: all 4 stayed pending, exit 0),
+    and the speed benchmark measures those trials; without the flag $ABLATE_WORKERS, else 0
+    (as many as the cores hold) as in `ablate run`."""
     import ablate.study.launch as launch
     from ablate.cli import main
 
     assert main(["tune", str(tuned.path), "--workers", "2"]) == 0
     rows = Ledger(tuned.run_dir / "ledger.sqlite", readonly=True).rows()
     assert len(rows) == 4 and {r["state"] for r in rows} == {"done"}
+    speed = json.loads((tuned.run_dir / "speed.json").read_text())  # `ablate run`'s last phase
+    assert {e["trial_id"] for e in speed["arms"].values()} <= {r["trial_id"] for r in rows}
     seen = []
     monkeypatch.setattr(launch, "run_sweep", lambda sweep, **kw: seen.append(kw["workers"]) or 0)
     monkeypatch.setenv("ABLATE_WORKERS", "0")
-    assert main(["tune", str(tuned.path)]) == 0
+    assert main(["tune", str(tuned.path), "--no-bench"]) == 0
     assert seen == [0]
