@@ -89,8 +89,8 @@ class Precision(ABC):
         return {}
 
 
-class Dataset(ABC):
-    """A text corpus."""
+class Configured(ABC):
+    """A registered component built from its `Config` alone (`registry.build(cfg)`)."""
 
     Config: ClassVar[type]
     registry_group: ClassVar[str]
@@ -98,6 +98,10 @@ class Dataset(ABC):
 
     def __init__(self, cfg: Any) -> None:
         self.cfg = cfg
+
+
+class Dataset(Configured):
+    """A text corpus."""
 
     @abstractmethod
     def load_text(self) -> str:
@@ -108,15 +112,8 @@ class Dataset(ABC):
         return {}
 
 
-class Tokenizer(ABC):
+class Tokenizer(Configured):
     """Text <-> token ids; `fit` sees the whole corpus first."""
-
-    Config: ClassVar[type]
-    registry_group: ClassVar[str]
-    registry_name: ClassVar[str]
-
-    def __init__(self, cfg: Any) -> None:
-        self.cfg = cfg
 
     def fit(self, text: str) -> None:
         """Build the vocabulary from the corpus (no-op for fixed vocabularies)."""

@@ -12,6 +12,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from ablate.bases import Configured
+
 END = "\n"  # ends every completion (and every example in a task corpus)
 
 
@@ -101,15 +103,8 @@ class RewardConfig:
     weight: float = 1.0  # its factor in the summed reward
 
 
-class Reward(ABC):
+class Reward(Configured):
     """A rule-based reward of one completion (text before END), in [0, 1]."""
-
-    Config: ClassVar[type]
-    registry_group: ClassVar[str]
-    registry_name: ClassVar[str]
-
-    def __init__(self, cfg: Any) -> None:
-        self.cfg = cfg
 
     @abstractmethod
     def __call__(self, completion: str, problem: Problem, task: Task) -> float: ...
