@@ -98,8 +98,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from ablate.study.speed import run_bench
     from ablate.study.speed_spec import override
     from ablate.study.sweep import load_sweep
+    from ablate.study.tune import tuned_sweep
 
-    sweep = load_sweep(args.sweep, args.overrides)
+    sweep = tuned_sweep(load_sweep(args.sweep, args.overrides))  # a tune sweep: its final trials
     given = {k: getattr(args, k) for k in ("repetitions", "warmup", "steps", "decode_tokens")}
     spec = override(sweep.bench, given, "command line")
     print(f"speed: {run_bench(sweep, spec)}")

@@ -240,3 +240,28 @@ def tune_sweep(
 
         print(f"speed: {run_bench(final)}", file=stream, flush=True)
     return status
+
+
+def tuned_sweep(sweep: Sweep) -> Sweep:
+    """A tune sweep's final trials at the values its finished tuning chose (read from the
+    ledger), for commands that act on them (`ablate bench`); any other sweep as it is.
+
+    Raises:
+        ValueError: a tune sweep whose tuning has not finished.
+    """
+    from ablate.study.launch import ledger_path
+    from ablate.study.ledger import Ledger
+
+    if not sweep.tune:
+        return sweep
+    path = ledger_path(sweep)
+    arms = {}
+    if path.exists():
+        ledger = Ledger(path, readonly=True)
+        try:
+            arms = (ledger.meta().get("tune") or {}).get("arms") or {}
+        finally:
+            ledger.close()
+    if set(arms) != set(sweep.arms) or not all(a.get("chosen") for a in arms.values()):
+        raise ValueError(f"{sweep.path}: not tuned yet; run `ablate tune {sweep.path}` first")
+    return final_sweep(sweep, {a: s["chosen"] for a, s in arms.items()})

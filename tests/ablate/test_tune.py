@@ -192,10 +192,16 @@ def test_ablate_tune_runs_its_final_trials_in_worker_processes(tuned, monkeypatc
     import ablate.study.launch as launch
     from ablate.cli import main
 
+    tiny = ["--repetitions", "1", "--warmup", "0", "--steps", "1", "--decode-tokens", "2"]
+    assert main(["bench", str(tuned.path), *tiny]) == 2  # not tuned yet: no final trials
     assert main(["tune", str(tuned.path), "--workers", "2"]) == 0
     rows = Ledger(tuned.run_dir / "ledger.sqlite", readonly=True).rows()
     assert len(rows) == 4 and {r["state"] for r in rows} == {"done"}
     speed = json.loads((tuned.run_dir / "speed.json").read_text())  # `ablate run`'s last phase
+    assert {e["trial_id"] for e in speed["arms"].values()} <= {r["trial_id"] for r in rows}
+    (tuned.run_dir / "speed.json").unlink()
+    assert main(["bench", str(tuned.path), *tiny]) == 0  # `ablate bench`: the same trials
+    speed = json.loads((tuned.run_dir / "speed.json").read_text())
     assert {e["trial_id"] for e in speed["arms"].values()} <= {r["trial_id"] for r in rows}
     seen = []
     monkeypatch.setattr(launch, "run_sweep", lambda sweep, **kw: seen.append(kw["workers"]) or 0)
