@@ -21,6 +21,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if sweep.tune and not args.dry_run:  # its trials run at the tuned values, not these
         raise ValueError(f"{args.sweep}: it has a `tune:` section; run it with `ablate tune`")
     if args.dry_run:
+        if sweep.tune:
+            sweep = _tuned_or_note(sweep)
         rows = trial_table(sweep)
         for r in rows:
             r["overrides"] = " ".join(f"{k}={v}" for k, v in r["overrides"].items())
@@ -141,3 +143,18 @@ def _workers(flag: int | None) -> int:
     if not env.isdigit():
         raise ValueError(f"ABLATE_WORKERS must be a whole number, got {env!r}")
     return int(env)
+
+
+def _tuned_or_note(sweep):
+    """A tune sweep's final trials once tuned; before, the sweep as written, with a note."""
+    from ablate.study.tune import tuned_sweep
+
+    try:
+        return tuned_sweep(sweep)
+    except ValueError:
+        print(
+            "note: a tune sweep: its final trials (and ids) follow the values `ablate tune` "
+            "chooses; these are the trials at the written values",
+            file=sys.stderr,
+        )
+        return sweep

@@ -184,7 +184,7 @@ def test_report_shows_the_tuning_figure_per_arm(tuned):
     assert "Learning-rate tuning (Optuna)" in html
 
 
-def test_ablate_tune_runs_its_final_trials_in_worker_processes(tuned, monkeypatch):
+def test_ablate_tune_runs_its_final_trials_in_worker_processes(tuned, monkeypatch, capsys):
     """`--workers 2` runs the final trials in two spawned workers, which get the parent's tuned
     trials (re-expanding the file gave them the untuned ids: all 4 stayed pending, exit 0),
     and the speed benchmark measures those trials; without the flag $ABLATE_WORKERS, else 0
@@ -194,11 +194,17 @@ def test_ablate_tune_runs_its_final_trials_in_worker_processes(tuned, monkeypatc
 
     tiny = ["--repetitions", "1", "--warmup", "0", "--steps", "1", "--decode-tokens", "2"]
     assert main(["bench", str(tuned.path), *tiny]) == 2  # not tuned yet: no final trials
+    assert main(["run", str(tuned.path), "--dry-run"]) == 0
+    assert "follow the values `ablate tune` chooses" in capsys.readouterr().err
     assert main(["tune", str(tuned.path), "--workers", "2"]) == 0
     rows = Ledger(tuned.run_dir / "ledger.sqlite", readonly=True).rows()
     assert len(rows) == 4 and {r["state"] for r in rows} == {"done"}
     speed = json.loads((tuned.run_dir / "speed.json").read_text())  # `ablate run`'s last phase
     assert {e["trial_id"] for e in speed["arms"].values()} <= {r["trial_id"] for r in rows}
+    capsys.readouterr()
+    assert main(["run", str(tuned.path), "--dry-run"]) == 0  # the final trials, done
+    out = capsys.readouterr().out
+    assert all(f"{r['trial_id']}  done" in out for r in rows)
     (tuned.run_dir / "speed.json").unlink()
     assert main(["bench", str(tuned.path), *tiny]) == 0  # `ablate bench`: the same trials
     speed = json.loads((tuned.run_dir / "speed.json").read_text())
