@@ -139,16 +139,24 @@ def _resume_killed(study) -> int:
     return len(done)
 
 
+def make_pruner(spec: dict[str, Any]):
+    """The Optuna pruner of a `tune:` spec: the median rule once two trials have finished,
+    never before step `pruner_warmup` of a trial; or none."""
+    import optuna
+
+    if spec["pruner"] != "median":
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(
+        n_startup_trials=2, n_warmup_steps=spec.get("pruner_warmup", 0)
+    )
+
+
 def tune_arm(sweep: Sweep, arm: str, stream: TextIO) -> dict[str, Any]:
     """Run (or resume) one arm's Optuna study; its summary for the report."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    pruner = (
-        optuna.pruners.MedianPruner(n_startup_trials=2)
-        if sweep.tune["pruner"] == "median"
-        else optuna.pruners.NopPruner()
-    )
+    pruner = make_pruner(sweep.tune)
     study = optuna.create_study(
         storage=storage(sweep),
         study_name=f"{sweep.name}/{arm}",

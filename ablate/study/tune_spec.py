@@ -7,6 +7,7 @@ tune:
   warmup_steps: {low: 0, high: 40}         # optional, integer
   weight_decay: {low: 0.0, high: 0.2}      # optional, linear
   pruner: median                 # median (fed by the trial's evaluations) or none
+  pruner_warmup: 0               # steps of each trial before the pruner may stop it
   seed: 0                        # seed of the tuning trials (default: the sweep's first)
   storage: ""                    # Optuna RDB URL; default a journal file beside the ledger
   eval_every: 20                 # a tuning trial's evaluations (the pruner's input);
@@ -27,6 +28,7 @@ KEYS = (
     "warmup_steps",
     "weight_decay",
     "pruner",
+    "pruner_warmup",
     "seed",
     "storage",
     "eval_every",
@@ -81,6 +83,9 @@ def tune_spec(raw: Any, src: str, seeds: tuple[int, ...]) -> dict[str, Any]:
     pruner = spec.get("pruner", "median")
     if pruner not in PRUNERS:
         raise ConfigError(src, "tune.pruner", f"expected one of {PRUNERS}, got {pruner!r}")
+    warm = spec.get("pruner_warmup", 0)
+    if isinstance(warm, bool) or not isinstance(warm, int) or warm < 0:
+        raise ConfigError(src, "tune.pruner_warmup", f"expected an integer >= 0, got {warm!r}")
     seed = spec.get("seed", seeds[0])
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(src, "tune.seed", f"expected an integer >= 0, got {seed!r}")
@@ -95,6 +100,7 @@ def tune_spec(raw: Any, src: str, seeds: tuple[int, ...]) -> dict[str, Any]:
         "budget": {kind: value},
         "space": {name: _range(spec[name], src, name) for name in PARAMS if name in spec},
         "pruner": pruner,
+        "pruner_warmup": warm,
         "seed": seed,
         "storage": storage,
         "eval_every": eval_every,  # 0: the arm's own

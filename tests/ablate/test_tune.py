@@ -214,3 +214,25 @@ def test_ablate_tune_runs_its_final_trials_in_worker_processes(tuned, monkeypatc
     monkeypatch.setenv("ABLATE_WORKERS", "0")
     assert main(["tune", str(tuned.path), "--no-bench"]) == 0
     assert seen == [0]
+
+
+@pytest.mark.parametrize(("warmup", "pruned_at_20"), [(0, True), (40, False)])
+def test_pruner_warmup_keeps_early_steps_from_pruning(warmup, pruned_at_20):
+    """Two finished trials at val loss 2.0 by step 20; a third at 3.0 is pruned at step 20
+    unless `pruner_warmup` says no pruning before step 40; at step 40 it is pruned either way."""
+    spec = tune_spec({**TUNE, "pruner_warmup": warmup}, "s", (0,))
+    assert spec["pruner_warmup"] == warmup
+    study = optuna.create_study(pruner=tune.make_pruner(spec))
+    for _ in range(2):
+        t = study.ask()
+        for step in (20, 40):
+            t.report(2.0, step)
+        study.tell(t, 2.0)
+    t = study.ask()
+    t.report(3.0, 20)
+    assert t.should_prune() == pruned_at_20
+    t.report(3.0, 40)
+    assert t.should_prune()
+    with pytest.raises(ConfigError) as e:
+        tune_spec({**TUNE, "pruner_warmup": -1}, "s", (0,))
+    assert e.value.key == "tune.pruner_warmup"
