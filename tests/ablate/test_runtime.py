@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from ablate.core import runtime
 from ablate.core.config import ConfigError, config_hash, load_config
@@ -103,3 +104,18 @@ def test_compiled_training_matches_eager(tmp_path):
     assert compiled["status"] == "done"
     assert compiled["train_loss"] == pytest.approx(eager["train_loss"], rel=1e-4)
     assert compiled["val_loss"] == pytest.approx(eager["val_loss"], rel=1e-4)
+
+
+def test_foreach_and_loop_adamw_train_bit_for_bit_alike_on_the_cpu(tmp_path):
+    # auto picks foreach on the CPU without a new trial id: its results must be the loop's
+    over = [*FAST, "train.steps=6", "train.eval_every=6"]
+    loop = train(load_config(TINY, [*over, "train.optimizer_impl=for"]), tmp_path / "for")
+    multi = train(load_config(TINY, [*over, "train.optimizer_impl=foreach"]), tmp_path / "fe")
+    assert (loop["runtime"]["optimizer_impl"], multi["runtime"]["optimizer_impl"]) == (
+        "for",
+        "foreach",
+    )
+    assert (multi["train_loss"], multi["val_loss"]) == (loop["train_loss"], loop["val_loss"])
+    saved = [load_file(tmp_path / d / "model.safetensors") for d in ("for", "fe")]
+    assert saved[0].keys() == saved[1].keys()
+    assert all(torch.equal(saved[0][k], saved[1][k]) for k in saved[0])
