@@ -65,7 +65,7 @@ class Ledger:
     def set_meta(self, key: str, value: Any) -> None:
         """Store one meta entry (e.g. the cluster job of each trial)."""
         with self._write():
-            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+            ledger_db.write_meta(self.db, key, value)
 
     def sync(self, sweep, *, force: bool = False, extra_meta: dict | None = None) -> list[str]:
         """Add the sweep's trials as `pending` rows and store its spec.
@@ -139,9 +139,7 @@ class Ledger:
                 **(extra_meta or {}),
             }
             for key, value in meta.items():
-                self.db.execute(
-                    "INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value))
-                )
+                ledger_db.write_meta(self.db, key, value)
         return [r["trial_id"] for r in changed]
 
     def rows(self, *, active_only: bool = True) -> list[dict[str, Any]]:

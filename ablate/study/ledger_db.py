@@ -7,9 +7,11 @@ becomes a `StorageError` naming the ledger file.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from ablate.core.fsio import StorageError
 from ablate.study import holders
@@ -81,6 +83,17 @@ def connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
             db.close()  # a connection opened read-only would keep the file read-only to us
         _reraise(e, path)
     return db
+
+
+def read_meta(db: sqlite3.Connection, key: str) -> Any:
+    """One meta entry, JSON-decoded; None where it is absent."""
+    row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return json.loads(row[0]) if row else None
+
+
+def write_meta(db: sqlite3.Connection, key: str, value: Any) -> None:
+    """Store one meta entry as JSON (inside the caller's transaction)."""
+    db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
 
 
 class Txn:

@@ -146,9 +146,7 @@ def make_pruner(spec: dict[str, Any]):
 
     if spec["pruner"] != "median":
         return optuna.pruners.NopPruner()
-    return optuna.pruners.MedianPruner(
-        n_startup_trials=2, n_warmup_steps=spec.get("pruner_warmup", 0)
-    )
+    return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=spec["pruner_warmup"])
 
 
 def tune_arm(sweep: Sweep, arm: str, stream: TextIO) -> dict[str, Any]:

@@ -60,6 +60,14 @@ def _range(raw: Any, src: str, name: str) -> dict[str, Any]:
     return {"low": low, "high": high, "log": name == "lr", "int": kind is int}
 
 
+def _whole(spec: dict, key: str, default: int | None, low: int, src: str) -> int:
+    """`tune.<key>` (or `default`) as an integer >= `low`; a ConfigError naming it otherwise."""
+    value = spec.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(src, f"tune.{key}", f"expected an integer >= {low}, got {value!r}")
+    return value
+
+
 def tune_spec(raw: Any, src: str, seeds: tuple[int, ...]) -> dict[str, Any]:
     """The validated `tune:` section ({} when absent); errors name `tune.<key>`."""
     spec = mapping(raw, src, "tune")
@@ -69,9 +77,7 @@ def tune_spec(raw: Any, src: str, seeds: tuple[int, ...]) -> dict[str, Any]:
     for key in ("trials", "budget", "lr"):
         if key not in spec:
             raise ConfigError(src, f"tune.{key}", "required tune key is missing")
-    trials = spec["trials"]
-    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
-        raise ConfigError(src, "tune.trials", f"expected an integer >= 1, got {trials!r}")
+    trials = _whole(spec, "trials", None, 1, src)
     budget = mapping(spec["budget"], src, "tune.budget")
     kind, value = next(iter(budget.items())) if len(budget) == 1 else ("", None)
     if kind not in ("steps", "tokens") or isinstance(value, bool) or not isinstance(value, int):
@@ -83,15 +89,9 @@ def tune_spec(raw: Any, src: str, seeds: tuple[int, ...]) -> dict[str, Any]:
     pruner = spec.get("pruner", "median")
     if pruner not in PRUNERS:
         raise ConfigError(src, "tune.pruner", f"expected one of {PRUNERS}, got {pruner!r}")
-    warm = spec.get("pruner_warmup", 0)
-    if isinstance(warm, bool) or not isinstance(warm, int) or warm < 0:
-        raise ConfigError(src, "tune.pruner_warmup", f"expected an integer >= 0, got {warm!r}")
-    seed = spec.get("seed", seeds[0])
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(src, "tune.seed", f"expected an integer >= 0, got {seed!r}")
-    eval_every = spec.get("eval_every", 0)
-    if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 0:
-        raise ConfigError(src, "tune.eval_every", f"expected an integer >= 1, got {eval_every!r}")
+    warm = _whole(spec, "pruner_warmup", 0, 0, src)
+    seed = _whole(spec, "seed", seeds[0], 0, src)
+    eval_every = _whole(spec, "eval_every", 0, 0, src)
     storage = spec.get("storage", "")
     if not isinstance(storage, str):
         raise ConfigError(src, "tune.storage", f"expected an RDB URL string, got {storage!r}")

@@ -14,7 +14,6 @@ directory and kept in its ledger's meta together with the directory's path:
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import warnings
@@ -34,11 +33,6 @@ def run_id(trial_id: str, token: str) -> str:
     return _NOT_ALLOWED.sub("-", trial_id.lower())[: MAX_ID - len(tail)] + tail
 
 
-def _stored(db) -> dict | None:
-    row = db.execute("SELECT value FROM meta WHERE key = ?", (TOKEN_KEY,)).fetchone()
-    return json.loads(row[0]) if row else None
-
-
 def _token_at(sweep_dir: Path, ledger_name: str) -> str | None:
     """The token the ledger in `sweep_dir` holds: None where there is no ledger or it holds none,
     "" where it cannot be read."""
@@ -50,7 +44,7 @@ def _token_at(sweep_dir: Path, ledger_name: str) -> str | None:
     except Exception:  # unreadable: counted as still there, so the copy gets its own token
         return ""
     try:
-        return (_stored(db) or {}).get("token")
+        return (ledger_db.read_meta(db, TOKEN_KEY) or {}).get("token")
     finally:
         db.close()
 
@@ -60,11 +54,13 @@ def sweep_token(ledger) -> str:
     directory is new, was moved or is a copy; one write transaction, so concurrent drivers and
     workers agree on one token."""
     here = ledger.path.parent.resolve()
-    rec = _stored(ledger.db)
+    rec = ledger_db.read_meta(ledger.db, TOKEN_KEY)
     if rec and rec.get("dir") == str(here):
         return rec["token"]  # the common case: no write
     with ledger_db.Txn(ledger.db, ledger.path):
-        rec = _stored(ledger.db)  # another process may have written it meanwhile
+        rec = ledger_db.read_meta(
+            ledger.db, TOKEN_KEY
+        )  # another process may have written it meanwhile
         if rec and rec.get("dir") == str(here):
             return rec["token"]
         token = rec["token"] if rec else ""
@@ -77,8 +73,5 @@ def sweep_token(ledger) -> str:
             )
             token = ""
         token = token or secrets.token_hex(TOKEN_BYTES)
-        ledger.db.execute(
-            "INSERT OR REPLACE INTO meta VALUES (?, ?)",
-            (TOKEN_KEY, json.dumps({"token": token, "dir": str(here)})),
-        )
+        ledger_db.write_meta(ledger.db, TOKEN_KEY, {"token": token, "dir": str(here)})
     return token
