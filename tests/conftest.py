@@ -27,6 +27,15 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 
 TINY_MODEL = dict(vocab_size=37, dim=64, num_layers=2, num_heads=4, max_seq_len=32)
+# overrides of a seconds-long run of sweeps/base/tiny.yaml: one layer of width 32, a small corpus
+TINY_RUN = (
+    "model.dim=32",
+    "model.num_layers=1",
+    "data.batch_size=4",
+    "data.seq_len=32",
+    "data.dataset.max_chars=50000",
+    "data.eval_windows=8",
+)
 
 
 def tiny_model_config(**changes) -> ModelConfig:

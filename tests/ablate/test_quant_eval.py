@@ -15,16 +15,11 @@ from ablate.core.model import Transformer
 from ablate.core.quant_eval import quantized_weights, selected
 from ablate.core.trainer import train
 from ablate.nn import weight_quant as wq
-from tests.conftest import REPO, tiny_model_config
+from tests.conftest import REPO, TINY_RUN, tiny_model_config
 
 TINY = REPO / "sweeps" / "base" / "tiny.yaml"
 OVERRIDES = [
-    "model.dim=32",
-    "model.num_layers=1",
-    "data.batch_size=4",
-    "data.seq_len=32",
-    "data.dataset.max_chars=50000",
-    "data.eval_windows=8",
+    *TINY_RUN,
     "train.steps=8",
     "train.eval_every=8",
     "train.warmup_steps=2",

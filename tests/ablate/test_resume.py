@@ -15,17 +15,12 @@ import torch
 from ablate.core.checkpoint import read_checkpoint
 from ablate.core.config import load_config
 from ablate.core.trainer import train
-from tests.conftest import REPO
+from tests.conftest import REPO, TINY_RUN
 
 TINY = REPO / "sweeps" / "base" / "tiny.yaml"
 STOP, STEPS = 6, 12  # checkpoint and stop at STOP, resume to STEPS
 OVERRIDES = [
-    "model.dim=32",
-    "model.num_layers=1",
-    "data.batch_size=4",
-    "data.seq_len=32",
-    "data.dataset.max_chars=50000",
-    "data.eval_windows=8",
+    *TINY_RUN,
     f"train.steps={STEPS}",
     f"train.checkpoint_every={STOP}",
     f"train.eval_every={STOP}",

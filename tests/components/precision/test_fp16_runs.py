@@ -15,18 +15,13 @@ from ablate.core.checkpoint import read_checkpoint
 from ablate.core.config import load_config
 from ablate.core.trainer import train
 from components.precision.fp16 import FP16
-from tests.conftest import REPO
+from tests.conftest import REPO, TINY_RUN
 
 CPU = torch.device("cpu")
 TINY = REPO / "sweeps" / "base" / "tiny.yaml"
 STEPS = 12
 OVERRIDES = [
-    "model.dim=32",
-    "model.num_layers=1",
-    "data.batch_size=4",
-    "data.seq_len=32",
-    "data.dataset.max_chars=50000",
-    "data.eval_windows=8",
+    *TINY_RUN,
     f"train.steps={STEPS}",
     "train.checkpoint_every=6",
     "train.eval_every=6",
