@@ -33,6 +33,7 @@ def test_one_offline_wandb_run_per_trial(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     sweep = load_sweep(write_sweep(tmp_path, name="trk", tracking="offline", steps=5, seeds=(0,)))
     assert launch.run_sweep(sweep) == 0
+    wandb.teardown()  # flushes every run's file, as at exit (finish() does not wait for it)
     ledger = Ledger(sweep.run_dir / "ledger.sqlite", readonly=True)
     rows, token = ledger.rows(), wandb_ids.sweep_token(ledger)
     assert len(rows) == 2
@@ -122,6 +123,8 @@ def test_import_ablate_stays_light():
 
 
 def test_resumed_trial_continues_its_one_offline_run(tmp_path, monkeypatch):
+    import wandb
+
     from ablate.core.trainer import train
 
     monkeypatch.chdir(tmp_path)
@@ -142,10 +145,12 @@ def test_resumed_trial_continues_its_one_offline_run(tmp_path, monkeypatch):
 
     first = callback()
     assert train(trial.cfg, out, callbacks=[first], stop_after=5)["status"] == "stopped"
-    first.close()  # as after a Ctrl-C
+    first.close()  # as after a Ctrl-C, which also ends the process and its W&B service:
+    wandb.teardown()  # finish() only asks the service to close the run's stream, unanswered
     second = callback()
     assert train(trial.cfg, out, callbacks=[second])["resumed_from"] == 5
-    second.close()  # W&B writes asynchronously: read the run only after it is closed
+    second.close()
+    wandb.teardown()  # the run's file is complete once the service has exited (as at exit)
     [run] = (out / "wandb").glob(f"offline-run-*-{trial.trial_id}-t")
     data = (run / f"run-{trial.trial_id}-t.wandb").read_bytes()
     assert b"grad_norm" in data and b"val_ppl" in data  # the replayed and the new steps

@@ -91,6 +91,7 @@ def test_resumed_trial_continues_its_own_run(tmp_path, monkeypatch):
     monkeypatch.setattr(launch.trainer, "train", train)
     with pytest.raises(KeyboardInterrupt):
         launch.run_sweep(sweep)
+    wandb.teardown()  # the Ctrl-C ends the process and its W&B service
     assert launch.run_sweep(sweep) == 0
     [row] = Ledger(sweep.run_dir / "ledger.sqlite", readonly=True).rows()
     assert row["state"] == "done"  # a Ctrl-C gives the trial back: not a failed attempt
