@@ -73,6 +73,6 @@ def compiled(forward: torch.nn.Module, enabled: bool) -> Any:
     return torch.compile(forward) if enabled else forward
 
 
-def record(cfg_train: Any, opt: torch.optim.Optimizer, tf32: bool | None) -> dict[str, Any]:
-    """The summary's `runtime` entry: what this trial ran with."""
-    return {"compile": cfg_train.compile, "optimizer_impl": impl_of(opt), "tf32": tf32}
+def record(cfg_train: Any, impl: str, tf32: bool | None) -> dict[str, Any]:
+    """The summary's `runtime` entry: what this trial ran with (`impl`: `check_impl`'s)."""
+    return {"compile": cfg_train.compile, "optimizer_impl": impl, "tf32": tf32}

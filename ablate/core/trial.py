@@ -153,11 +153,11 @@ def setup(cfg: Config, out: Path, callbacks: Sequence[Callback] = ()) -> Trial:
         betas=(tc.beta1, tc.beta2),
         **runtime.adamw_kwargs(tc.optimizer_impl, device),
     )
-    runtime.check_impl(opt, tc.optimizer_impl)
+    impl = runtime.check_impl(opt, tc.optimizer_impl)
     forward = runtime.compiled(forward, tc.compile)
     if ranks.main:
         atomic_write_text(out / "config.yaml", to_yaml(cfg))
     comps = list(components(model))
     callbacks = callbacks if ranks.main else ()
     built = (cfg, out, device, corpus, model, precision, opt, comps, callbacks, ranks, forward)
-    return Trial(*built, runtime=runtime.record(tc, opt, tf32))
+    return Trial(*built, runtime=runtime.record(tc, impl, tf32))

@@ -58,9 +58,8 @@ def sweep_token(ledger) -> str:
     if rec and rec.get("dir") == str(here):
         return rec["token"]  # the common case: no write
     with ledger_db.Txn(ledger.db, ledger.path):
-        rec = ledger_db.read_meta(
-            ledger.db, TOKEN_KEY
-        )  # another process may have written it meanwhile
+        # another process may have written it meanwhile
+        rec = ledger_db.read_meta(ledger.db, TOKEN_KEY)
         if rec and rec.get("dir") == str(here):
             return rec["token"]
         token = rec["token"] if rec else ""

@@ -123,8 +123,6 @@ def test_import_ablate_stays_light():
 
 
 def test_resumed_trial_continues_its_one_offline_run(tmp_path, monkeypatch):
-    import wandb
-
     from ablate.core.trainer import train
 
     monkeypatch.chdir(tmp_path)
