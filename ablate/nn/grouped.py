@@ -21,9 +21,19 @@ def grouped_linear(x_AI: torch.Tensor, w_EOI: torch.Tensor, ends_E: torch.Tensor
     """
     w_EOI = w_EOI.to(x_AI.dtype)
     aligned = all(n * x_AI.element_size() % GEMM_ALIGN_BYTES == 0 for n in w_EOI.shape[1:])
-    if aligned and (x_AI.device.type == "cpu" or x_AI.dtype == torch.bfloat16):
+    if aligned and x_AI.dtype == torch.bfloat16:
         return F.grouped_mm(x_AI, w_EOI.transpose(-2, -1), offs=ends_E.to(torch.int32))
+    if aligned and x_AI.device.type == "cpu":
+        return _eager_grouped_mm(x_AI, w_EOI.transpose(-2, -1), ends_E.to(torch.int32))
     return looped_linear(x_AI, w_EOI, ends_E)
+
+
+@torch.compiler.disable
+def _eager_grouped_mm(x_AI: torch.Tensor, w_EIO: torch.Tensor, ends_E: torch.Tensor):
+    """The CPU's fp32 grouped GEMM, always run eagerly: `torch.compile`'s shape function for
+    grouped_mm accepts only bf16 inputs (a compiled fp32 MoE failed while tracing), so a
+    compiled forward calls it across a graph break."""
+    return F.grouped_mm(x_AI, w_EIO, offs=ends_E)
 
 
 def looped_linear(x_AI: torch.Tensor, w_EOI: torch.Tensor, ends_E: torch.Tensor) -> torch.Tensor:

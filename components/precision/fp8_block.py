@@ -119,6 +119,9 @@ class FP8Linear(RecordsStats, nn.Linear):
         self.backend, self.cache_fp8 = backend, cache_fp8
         self.stats, self.stats_every, self.num_calls = stats, stats_every, 0
 
+    # Eager under train.compile (a graph break): traced, this function's stats side effects
+    # failed (MoE) or its quantization went non-finite (a dense model diverged at step 2).
+    @torch.compiler.disable
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _FP8LinearFn.apply(x, self.weight, self.bias, self)
 

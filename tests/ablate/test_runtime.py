@@ -94,16 +94,26 @@ def test_tf32_off_is_part_of_a_cuda_trials_id():
 @pytest.mark.skipif(
     not (shutil.which("cc") or shutil.which("gcc")), reason="inductor on the CPU needs a C compiler"
 )
-def test_compiled_training_matches_eager(tmp_path):
-    over = [*FAST, "train.steps=8", "train.eval_every=8"]
+@pytest.mark.parametrize(
+    "arm,rel",
+    [
+        ([], 1e-4),
+        (["model.ffn.name=moe"], 1e-4),  # grouped GEMM: fp32 on the CPU only eagerly
+        # FP8Linear eager inside the compiled forward: traced, its quantization went non-finite
+        (["train.precision.name=fp8_block", "model.dim=128"], 1e-3),
+    ],
+    ids=["dense", "moe", "fp8_block"],
+)
+def test_compiled_training_matches_eager(tmp_path, arm, rel):
+    over = [*FAST, "train.steps=8", "train.eval_every=8", *arm]
     eager = train(load_config(TINY, over), tmp_path / "eager")
     torch._dynamo.utils.counters.clear()
     compiled = train(load_config(TINY, [*over, "train.compile=true"]), tmp_path / "compiled")
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1  # it did compile
     assert compiled["runtime"]["compile"] is True and eager["runtime"]["compile"] is False
     assert compiled["status"] == "done"
-    assert compiled["train_loss"] == pytest.approx(eager["train_loss"], rel=1e-4)
-    assert compiled["val_loss"] == pytest.approx(eager["val_loss"], rel=1e-4)
+    assert compiled["train_loss"] == pytest.approx(eager["train_loss"], rel=rel)
+    assert compiled["val_loss"] == pytest.approx(eager["val_loss"], rel=rel)
 
 
 def test_foreach_and_loop_adamw_train_bit_for_bit_alike_on_the_cpu(tmp_path):
