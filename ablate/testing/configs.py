@@ -9,6 +9,7 @@ empty `path` pointed at a sample text file: checks never touch the network.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,14 +45,25 @@ def tiny_model_config(**changes: Any) -> ModelConfig:
     return dataclasses.replace(ModelConfig(**TINY_MODEL), **changes)
 
 
-def router_host(router_cfg: Any) -> Any:
-    """Default config of the first FFN with a `router` slot, holding `router_cfg`."""
+def _routed_ffns() -> Iterator[tuple[type, str]]:
+    """(config class, router field name) of each registered FFN with a `router` slot."""
     for name in registry.names("ffn"):
         cfg_cls = registry.get("ffn", name).Config
         for f in dataclasses.fields(cfg_cls):
             if f.metadata.get("group") == "router":
-                return dataclasses.replace(cfg_cls(), **{f.name: router_cfg})
+                yield cfg_cls, f.name
+
+
+def router_host(router_cfg: Any) -> Any:
+    """Default config of the first FFN with a `router` slot, holding `router_cfg`."""
+    for cfg_cls, key in _routed_ffns():
+        return dataclasses.replace(cfg_cls(), **{key: router_cfg})
     raise CheckSkipped("no FFN with a router slot is registered to host the router")
+
+
+def routed_ffn_config() -> Any | None:
+    """Default config of the first FFN with a `router` slot; None when none is registered."""
+    return next((cfg_cls() for cfg_cls, _ in _routed_ffns()), None)
 
 
 def task_host() -> Any:

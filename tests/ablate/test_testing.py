@@ -126,6 +126,33 @@ class TwoPaths(Good):
 """
 
 
+TRACED_NORM = """
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ablate.interfaces import Norm
+from ablate.registry import register
+
+
+@register("norm", "zz_traced")
+class TracedDiffers(Norm):
+    @dataclass(frozen=True, kw_only=True)
+    class Config:
+        eps: float = 1e-6
+
+    def __init__(self, cfg, dim):
+        super().__init__()
+        self.eps, self.weight = cfg.eps, nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        y = F.rms_norm(x, x.shape[-1:], self.weight, self.eps)
+        return y * 1.01 if torch.compiler.is_compiling() else y  # a trace-only change
+"""
+
+
 def write_swa(tmp_path, kind: str, name: str = "") -> str:
     """A sliding-window attention plugin registered as `name` in module `name`."""
     name = name or f"zz_swa_{kind}"
@@ -163,7 +190,7 @@ def test_cli_passes_the_correct_plugin(tmp_path, monkeypatch, capsys):
     try:
         assert main(["check", f"attention/{name}", "--plugins", name]) == 0
         lines = capsys.readouterr().out.splitlines()
-        assert lines[-1] == "7 ok, 0 failed, 0 skipped"
+        assert lines[-1] == "8 ok, 0 failed, 0 skipped"
         assert all(line.startswith("ok ") for line in lines[:-1])
     finally:
         registry.unregister("attention", name)
@@ -202,6 +229,21 @@ def test_cli_fails_a_broken_alternative_cache_path(tmp_path, monkeypatch, capsys
     )
 
 
+def test_cli_fails_a_norm_that_compiles_differently(tmp_path, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "zz_traced.py").write_text(TRACED_NORM)
+    try:
+        assert main(["check", "norm/zz_traced", "--plugins", "zz_traced"]) == 1
+        out = capsys.readouterr().out
+    finally:
+        registry.unregister("norm", "zz_traced")
+    assert "ok    norm/zz_traced::seed_determinism" in out
+    fail = [line for line in out.splitlines() if line.startswith("FAIL")]
+    assert len(fail) == 1, out
+    want = "norm/zz_traced::compiled_matches_eager: norm/zz_traced: compiled grad "
+    assert want in fail[0] and "differs from eager by" in fail[0]
+
+
 def test_cli_selection_errors_exit_2(capsys):
     assert main(["check", "attention/no_such"]) == 2
     assert "unknown attention 'no_such'" in capsys.readouterr().err
@@ -224,7 +266,7 @@ def test_pytest_plugin_runs_the_checks_in_a_plugin_test_suite(tmp_path):
     )
     assert out.returncode == 1, out.stdout + out.stderr
     assert f"test_contract[attention/{name}::cached_decoding]" in out.stdout
-    assert "1 failed, 6 passed" in out.stdout
+    assert "1 failed, 7 passed" in out.stdout
 
 
 @pytest.mark.parametrize(
