@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from ablate.nn.eager import prepare_compile
+
 AUTO_IMPL = {"cuda": "fused", "cpu": "foreach"}  # what optimizer_impl: auto picks per device type
 IMPL_KWARGS = {
     "fused": {"fused": True},
@@ -70,7 +72,10 @@ def set_tf32(enabled: bool, device: torch.device) -> bool | None:
 
 def compiled(forward: torch.nn.Module, enabled: bool) -> Any:
     """`forward` under `torch.compile` when `enabled`; unchanged otherwise."""
-    return torch.compile(forward) if enabled else forward
+    if not enabled:
+        return forward
+    prepare_compile()
+    return torch.compile(forward)
 
 
 def record(cfg_train: Any, impl: str, tf32: bool | None) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ablate.nn.eager import eager
 from ablate.nn.fp8_recipe import QuantStats, Recipe, RecordsStats
 
 GEMM_DTYPES = (torch.bfloat16, torch.float32)
@@ -92,7 +93,7 @@ class FP8GroupedLinear(RecordsStats, nn.Module):
         self.recipe, self.backend, self.cache_fp8 = recipe, backend, cache_fp8
         self.stats, self.stats_every, self.num_calls = stats, stats_every, 0
 
-    @torch.compiler.disable  # eager under train.compile, as FP8Linear.forward says
+    @eager  # under train.compile, as FP8Linear.forward says
     def forward(self, x_AI: torch.Tensor, w_EOI: torch.Tensor, ends_E: torch.Tensor):
         return _FP8GroupedFn.apply(x_AI, w_EOI, ends_E, self)
 

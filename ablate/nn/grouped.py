@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ablate.nn.eager import eager
+
 GEMM_ALIGN_BYTES = 16  # grouped_mm needs row strides in multiples of 16 bytes
 
 
@@ -28,7 +30,7 @@ def grouped_linear(x_AI: torch.Tensor, w_EOI: torch.Tensor, ends_E: torch.Tensor
     return looped_linear(x_AI, w_EOI, ends_E)
 
 
-@torch.compiler.disable
+@eager
 def _eager_grouped_mm(x_AI: torch.Tensor, w_EIO: torch.Tensor, ends_E: torch.Tensor):
     """The CPU's fp32 grouped GEMM, always run eagerly: `torch.compile`'s shape function for
     grouped_mm accepts only bf16 inputs (a compiled fp32 MoE failed while tracing), so a

@@ -18,6 +18,7 @@ import torch
 from ablate import registry
 from ablate.core.model import Transformer
 from ablate.interfaces import components
+from ablate.nn.eager import prepare_compile
 from ablate.testing.configs import routed_ffn_config, tiny_model_config
 from ablate.testing.contract import Subject
 from ablate.testing.model_checks import batch, build_model, total_loss
@@ -31,6 +32,7 @@ PRECISION_DIM = 128  # wide enough for FP8's 128-wide tiles
 
 def _traced(model: torch.nn.Module) -> tuple[Callable, list]:
     """`model` under torch.compile (aot_eager), and the list of graphs it compiles."""
+    prepare_compile()
     torch._dynamo.reset()  # a recompile limit reached by earlier checks would fall back silently
     aot_eager, graphs = torch._dynamo.lookup_backend("aot_eager"), []
 

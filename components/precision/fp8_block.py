@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ablate.interfaces import Router
+from ablate.nn.eager import eager
 from ablate.nn.fp8_grouped import FP8GroupedLinear, gemm_dtype_of
 from ablate.nn.fp8_recipe import (
     GRAD_AMAX_MIN,
@@ -121,7 +122,7 @@ class FP8Linear(RecordsStats, nn.Linear):
 
     # Eager under train.compile (a graph break): traced, this function's stats side effects
     # failed (MoE) or its quantization went non-finite (a dense model diverged at step 2).
-    @torch.compiler.disable
+    @eager
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _FP8LinearFn.apply(x, self.weight, self.bias, self)
 
