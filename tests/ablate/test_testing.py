@@ -196,14 +196,22 @@ def test_cli_passes_the_correct_plugin(tmp_path, monkeypatch, capsys):
         registry.unregister("attention", name)
 
 
-def test_cli_fails_a_tokenizer_whose_decode_is_lossy(tmp_path, monkeypatch, capsys):
+def check_plugin(tmp_path, monkeypatch, capsys, module: str, source: str, subject: str):
+    """`ablate check SUBJECT --plugins MODULE` with MODULE's `source` on sys.path: (rc, stdout).
+    The plugin's registration is removed afterwards."""
     monkeypatch.syspath_prepend(str(tmp_path))
-    (tmp_path / "zz_lossy_tok.py").write_text(LOSSY_TOKENIZER)
+    (tmp_path / f"{module}.py").write_text(source)
     try:
-        assert main(["check", "tokenizer/zz_lossy", "--plugins", "zz_lossy_tok"]) == 1
-        out = capsys.readouterr().out
+        rc = main(["check", subject, "--plugins", module])
+        return rc, capsys.readouterr().out
     finally:
-        registry.unregister("tokenizer", "zz_lossy")
+        registry.unregister(*subject.split("/"))
+
+
+def test_cli_fails_a_tokenizer_whose_decode_is_lossy(tmp_path, monkeypatch, capsys):
+    args = ("zz_lossy_tok", LOSSY_TOKENIZER, "tokenizer/zz_lossy")
+    rc, out = check_plugin(tmp_path, monkeypatch, capsys, *args)
+    assert rc == 1
     assert "ok    tokenizer/zz_lossy::tokenizer_ids" in out
     assert (
         "FAIL  tokenizer/zz_lossy::tokenizer_round_trip: tokenizer/zz_lossy: "
@@ -230,13 +238,10 @@ def test_cli_fails_a_broken_alternative_cache_path(tmp_path, monkeypatch, capsys
 
 
 def test_cli_fails_a_norm_that_compiles_differently(tmp_path, monkeypatch, capsys):
-    monkeypatch.syspath_prepend(str(tmp_path))
-    (tmp_path / "zz_traced.py").write_text(TRACED_NORM)
-    try:
-        assert main(["check", "norm/zz_traced", "--plugins", "zz_traced"]) == 1
-        out = capsys.readouterr().out
-    finally:
-        registry.unregister("norm", "zz_traced")
+    rc, out = check_plugin(
+        tmp_path, monkeypatch, capsys, "zz_traced", TRACED_NORM, "norm/zz_traced"
+    )
+    assert rc == 1
     assert "ok    norm/zz_traced::seed_determinism" in out
     fail = [line for line in out.splitlines() if line.startswith("FAIL")]
     assert len(fail) == 1, out
