@@ -5,12 +5,14 @@ and interleaved turns (`ablate.study.speed.interleave`), AdamW steps of: our mod
 GPT-2-style reference of `shakespeare_quality.py` (LayerNorm, GELU, learned positions); and
 our model with one part swapped out to price it: RMSNorm -> `F.rms_norm` (autograd's
 backward, as before issue 17), RMSNorm -> LayerNorm, RoPE -> none (the
-rotation skipped), SwiGLU -> a GELU MLP of 4x width. Medians and interquartile ranges of wall
-and process CPU ms per step; ratios are against the reference measured in the same turns, so
-they stay meaningful on a shared machine (the load average is printed before and after).
+rotation skipped), SwiGLU -> a GELU MLP of 4x width; with `--compile` also ours under
+`torch.compile` (inductor; compiling falls in the untimed warm-up turn). Medians and
+interquartile ranges of wall and process CPU ms per step; ratios are against the reference
+measured in the same turns, so they stay meaningful on a shared machine (the load average is
+printed before and after).
 
     ABLATE_DATA_DIR=../shared/data python -m benchmarks.bench_block [--reps 7] [--steps 5]
-        [--profile] [--eval]
+        [--profile] [--eval] [--compile]
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from ablate.core.config import load_config
 from ablate.core.data import train_batch, val_batches
 from ablate.core.evaluate import evaluate
 from ablate.core.trial import build, param_groups
+from ablate.nn.eager import prepare_compile
 from ablate.report.speed import cell, summarize
 from ablate.study.speed import BenchSpec, Clock, interleave
 from benchmarks.shakespeare_quality import CONFIG, GPT2Ref
@@ -66,7 +69,7 @@ def _swap(model: nn.Module, match, make) -> nn.Module:
     return model
 
 
-def variants(cfg, vocab: int) -> dict[str, nn.Module]:
+def variants(cfg, vocab: int, compiled: bool = False) -> dict[str, nn.Module]:
     """The models compared, each from the same seed."""
 
     def ours() -> nn.Module:
@@ -83,7 +86,13 @@ def variants(cfg, vocab: int) -> dict[str, nn.Module]:
         ),
         "ours_gelu_mlp": _swap(ours(), lambda m: hasattr(m, "w13"), lambda m: GeluMLP(dim)),
         "ours_no_rope": ours(),  # its turns skip the rotation (see `work`)
+        **({"ours_compiled": _compiled(ours())} if compiled else {}),
     }
+
+
+def _compiled(model: nn.Module) -> nn.Module:
+    prepare_compile()
+    return torch.compile(model)
 
 
 def _eval_cost(cfg, corpus, model: nn.Module, precision) -> None:
@@ -119,6 +128,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--profile", action="store_true", help="also torch.profiler's top ops of ours")
     p.add_argument("--eval", action="store_true", help="also the cost of one evaluation")
+    p.add_argument("--compile", action="store_true", help="also ours under torch.compile")
     args = p.parse_args()
     torch.set_num_threads(1)
     cfg = load_config(CONFIG, ["train.threads=1"])
@@ -127,7 +137,7 @@ def main() -> None:
         _eval_cost(cfg, corpus, ours, precision)
     if args.profile:
         _profile(cfg, corpus, ours)
-    models = variants(cfg, corpus.tokenizer.vocab_size)
+    models = variants(cfg, corpus.tokenizer.vocab_size, args.compile)
     opts = {k: torch.optim.AdamW(param_groups(m, 0.1), lr=1e-3) for k, m in models.items()}
     step = {k: 0 for k in models}
 
