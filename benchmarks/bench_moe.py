@@ -5,7 +5,10 @@ load hits both alike), at the aux_vs_bias sweep's size by default, then across n
 routed experts. Reports wall-clock and CPU-time (process time) throughput; on a shared machine
 the CPU-time figure with one thread is the better estimate of a quiet machine.
 
-    python benchmarks/bench_moe.py [--threads 1] [--reps 15] [--experts 4 8 16 32 64]
+    python benchmarks/bench_moe.py [--threads 1] [--reps 15] [--experts 4 8 16 32 64] [--gemm]
+
+`--gemm` also times the routed up-projection alone: the grouped GEMM over the N * X sorted
+assignments against one GEMM of the same rows and FLOPs (forward + backward, interleaved).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import torch
 from ablate import registry
 from ablate.core.config import ModelConfig
 from ablate.interfaces import BuildContext
+from ablate.nn.grouped import grouped_linear
 from ablate.nn.swiglu import SwiGLU
 
 WARMUP = 3  # untimed repetitions per layer (allocator, first-call costs)
@@ -74,6 +78,27 @@ def compare(
     return out
 
 
+def gemm_cost(dim: int, rows: int, out: int, experts: int, reps: int) -> tuple[float, float]:
+    """Median process-CPU ms of fwd+bwd: grouped over `experts` random groups, and one GEMM."""
+    ends_E = torch.bincount(torch.randint(0, experts, (rows,)), minlength=experts).cumsum(0)
+    x_AI = torch.randn(rows, dim, requires_grad=True)
+    w_EOI = torch.randn(experts, out, dim, requires_grad=True)
+    w_OI = torch.randn(out, dim, requires_grad=True)
+    grad_AO = torch.randn(rows, out)
+    runs = {
+        "grouped": lambda: grouped_linear(x_AI, w_EOI, ends_E).backward(grad_AO),
+        "one": lambda: (x_AI @ w_OI.t()).backward(grad_AO),
+    }
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    for i in range(WARMUP + reps):
+        for k, run in runs.items():
+            c0 = time.process_time()
+            run()
+            if i >= WARMUP:
+                times[k].append(1e3 * (time.process_time() - c0))
+    return statistics.median(times["grouped"]), statistics.median(times["one"])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=1)
@@ -86,6 +111,7 @@ def main() -> None:
     p.add_argument("--expert-dim", type=int, default=112)
     p.add_argument("--router", default="sigmoid_bias")
     p.add_argument("--experts", type=int, nargs="+", default=[4, 8, 16, 32, 64])
+    p.add_argument("--gemm", action="store_true", help="also grouped vs one GEMM, same FLOPs")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -112,6 +138,14 @@ def main() -> None:
             f"| {experts} | {r['moe_cpu_tok_s']:,.0f} | {r['dense_cpu_tok_s']:,.0f} | "
             f"{r['ratio_cpu']:.2f} | {r['ratio_wall']:.2f} |"
         )
+    if args.gemm:
+        rows, out = args.batch * args.seq * args.topk, 2 * args.expert_dim
+        print(f"\nup-projection fwd+bwd, {rows} x {args.dim} -> {out} (process CPU ms, median)")
+        print("| routed experts | grouped GEMM | one GEMM | grouped / one |")
+        print("|---|---|---|---|")
+        for experts in args.experts:
+            grouped, one = gemm_cost(args.dim, rows, out, experts, args.reps)
+            print(f"| {experts} | {grouped:.2f} | {one:.2f} | {grouped / one:.2f} |")
 
 
 if __name__ == "__main__":
