@@ -27,11 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ablate.core import runtime
 from ablate.core.config import load_config
 from ablate.core.data import train_batch, val_batches
 from ablate.core.evaluate import evaluate
 from ablate.core.trial import build, param_groups
-from ablate.nn.eager import prepare_compile
 from ablate.report.speed import cell, summarize
 from ablate.study.speed import BenchSpec, Clock, interleave
 from benchmarks.shakespeare_quality import CONFIG, GPT2Ref
@@ -86,13 +86,8 @@ def variants(cfg, vocab: int, compiled: bool = False) -> dict[str, nn.Module]:
         ),
         "ours_gelu_mlp": _swap(ours(), lambda m: hasattr(m, "w13"), lambda m: GeluMLP(dim)),
         "ours_no_rope": ours(),  # its turns skip the rotation (see `work`)
-        **({"ours_compiled": _compiled(ours())} if compiled else {}),
+        **({"ours_compiled": runtime.compiled(ours(), True)} if compiled else {}),
     }
-
-
-def _compiled(model: nn.Module) -> nn.Module:
-    prepare_compile()
-    return torch.compile(model)
 
 
 def _eval_cost(cfg, corpus, model: nn.Module, precision) -> None:

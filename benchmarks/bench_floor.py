@@ -26,7 +26,8 @@ from torch.profiler import profile
 from torch.utils.flop_counter import FlopCounterMode
 
 from ablate.core.evaluate import evaluate
-from ablate.study.speed import build_arm
+from ablate.core.trainer import evaluates_at
+from ablate.study.speed import build_arm, first_trials
 from ablate.study.sweep import load_sweep
 
 GEMM_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::_grouped_mm")
@@ -42,17 +43,15 @@ def makespan_floor(costs: list[float], cores: int) -> float:
     return max(sum(costs) / cores, max(costs), sum(cheapest))
 
 
-def _split(prof) -> tuple[float, float, float]:
-    """(GEMM, attention core, everything) self CPU seconds in a profile."""
-    gemm = attn = total = 0.0
+def _split(prof) -> tuple[float, float]:
+    """(GEMM, attention core) self CPU seconds in a profile."""
+    gemm = attn = 0.0
     for e in prof.key_averages():
-        s = e.self_cpu_time_total / 1e6
-        total += s
         if e.key in GEMM_OPS:
-            gemm += s
+            gemm += e.self_cpu_time_total / 1e6
         elif ATTENTION_MARK in e.key:
-            attn += s
-    return gemm, attn, total
+            attn += e.self_cpu_time_total / 1e6
+    return gemm, attn
 
 
 def _gemm_flops(arm) -> int:
@@ -60,7 +59,7 @@ def _gemm_flops(arm) -> int:
     with FlopCounterMode(display=False) as fc:
         arm.train_step()
     counts = fc.get_flop_counts()["Global"]
-    return sum(n for op, n in counts.items() if "scaled_dot_product" not in str(op))
+    return sum(n for op, n in counts.items() if ATTENTION_MARK not in str(op))
 
 
 def _peak_rate() -> float:
@@ -71,10 +70,6 @@ def _peak_rate() -> float:
         a @ b
         times.append(time.perf_counter() - t0)
     return 2 * PEAK_N**3 / min(times)
-
-
-def _evaluations(steps: int, every: int) -> int:
-    return sum(1 for s in range(1, steps + 1) if s % every == 0 or s == steps)
 
 
 def measure_arm(arm, steps: int) -> dict[str, float]:
@@ -89,17 +84,16 @@ def measure_arm(arm, steps: int) -> dict[str, float]:
     with profile() as prof:
         for _ in range(steps):
             arm.train_step()
-    gemm, attn, total = (x / steps for x in _split(prof))
+    gemm, attn = (x / steps for x in _split(prof))
     flops = _gemm_flops(arm)
     with profile() as prof:
         evaluate(arm.model, arm.corpus, arm.cfg, arm.precision)
-    eval_gemm, eval_attn, _ = _split(prof)
+    eval_gemm, eval_attn = _split(prof)
     arm.model.train()
     return {
         "step_s": statistics.median(walls),
         "gemm_s": gemm,
         "attn_s": attn,
-        "profiled_s": total,
         "gemm_rate": flops / gemm,
         "eval_floor_s": eval_gemm + eval_attn,
     }
@@ -111,9 +105,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=6, help="timed and profiled steps per arm")
     args = p.parse_args()
     sweep = load_sweep(args.sweep)
-    first = {}
-    for t in sorted(sweep.trials, key=lambda t: t.seed):
-        first.setdefault(t.arm, t)
+    first = first_trials(sweep)
     threads = first[sweep.baseline].cfg.train.threads or 1
     torch.set_num_threads(threads)
     cores = max(1, (os.cpu_count() or 1) // threads)
@@ -129,7 +121,7 @@ def main() -> None:
         m = measure_arm(arm, args.steps)
         floor_step = m["gemm_s"] + m["attn_s"]
         tc = trial.cfg.train
-        evals = _evaluations(tc.steps, tc.eval_every)
+        evals = sum(evaluates_at(s, tc) for s in range(1, tc.steps + 1))
         cost = tc.steps * floor_step + evals * m["eval_floor_s"]
         costs += [cost] * sum(1 for t in sweep.trials if t.arm == name)
         print(

@@ -24,6 +24,7 @@ from ablate.core.config import ModelConfig
 from ablate.interfaces import BuildContext
 from ablate.nn.grouped import grouped_linear
 from ablate.nn.swiglu import SwiGLU
+from ablate.study.speed import BenchSpec, Clock, interleave
 
 WARMUP = 3  # untimed repetitions per layer (allocator, first-call costs)
 
@@ -89,14 +90,9 @@ def gemm_cost(dim: int, rows: int, out: int, experts: int, reps: int) -> tuple[f
         "grouped": lambda: grouped_linear(x_AI, w_EOI, ends_E).backward(grad_AO),
         "one": lambda: (x_AI @ w_OI.t()).backward(grad_AO),
     }
-    times: dict[str, list[float]] = {k: [] for k in runs}
-    for i in range(WARMUP + reps):
-        for k, run in runs.items():
-            c0 = time.process_time()
-            run()
-            if i >= WARMUP:
-                times[k].append(1e3 * (time.process_time() - c0))
-    return statistics.median(times["grouped"]), statistics.median(times["one"])
+    spec = BenchSpec(repetitions=reps, warmup=WARMUP)
+    times = interleave(list(runs), lambda k: runs[k](), spec, Clock())
+    return tuple(1e3 * statistics.median(times[k]["cpu_s"]) for k in runs)
 
 
 def main() -> None:

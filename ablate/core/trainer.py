@@ -44,6 +44,11 @@ def lr_at(step: int, cfg) -> float:
     return cfg.min_lr + 0.5 * (1 + math.cos(math.pi * min(1.0, frac))) * (cfg.lr - cfg.min_lr)
 
 
+def evaluates_at(step: int, tc) -> bool:
+    """True at the steps a trial evaluates: every `eval_every`-th and the last."""
+    return step % tc.eval_every == 0 or step == tc.steps
+
+
 def _tokens_per_step(cfg: Config) -> int:
     return cfg.data.batch_size * cfg.data.seq_len * cfg.train.grad_accum
 
@@ -231,7 +236,7 @@ def _log_eval_save(
         record.update(metrics)
         prog.last_metrics = {k: v for k, v in metrics.items() if "/" not in k}
         run.emit(record)
-    if step % tc.eval_every == 0 or step == tc.steps:
+    if evaluates_at(step, tc):
         prog.last_eval = evaluate(run.model, run.corpus, run.cfg, run.precision)
         run.emit({"step": step, "train_s": prog.train_s, **prog.last_eval})
         if not math.isfinite(prog.last_eval["val_loss"]):

@@ -248,6 +248,14 @@ def _decode_summary(cells: dict) -> dict[str, Any]:
     return out
 
 
+def first_trials(sweep) -> dict[str, Any]:
+    """Each arm's trial with the lowest seed, in sweep order: what the benchmark builds."""
+    first = {}
+    for t in sorted(sweep.trials, key=lambda t: t.seed):
+        first.setdefault(t.arm, t)
+    return first
+
+
 def run_bench(
     sweep, spec: BenchSpec | None = None, clock: Clock = Clock(), stream: TextIO | None = None
 ) -> Path:
@@ -255,9 +263,7 @@ def run_bench(
 
     `stream` (notes on a busy machine): sys.stderr as it is at the call, not at import."""
     spec, stream = spec or sweep.bench, stream or sys.stderr
-    first = {}
-    for t in sorted(sweep.trials, key=lambda t: t.seed):  # each arm's lowest seed
-        first.setdefault(t.arm, t)
+    first = first_trials(sweep)
     base_threads = first[sweep.baseline].cfg.train.threads
     threads = spec.threads or base_threads or 1
     before_threads = torch.get_num_threads()
